@@ -1,0 +1,24 @@
+"""The ``updog`` command: engines (``model``, ``simulate``) and service (``serve``, ``migrate``,
+``users``, ``tokens``) subcommands, each group in its own module."""
+
+from __future__ import annotations
+
+import click
+
+from updog import __version__
+
+
+@click.group()
+@click.version_option(__version__, prog_name="updog")
+def main() -> None:
+    """Updog: venture-capital fund modeling."""
+
+
+def _register() -> None:
+    from updog.cli import engines, service
+
+    engines.register(main)
+    service.register(main)
+
+
+_register()
