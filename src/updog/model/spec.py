@@ -1,0 +1,753 @@
+"""The fund a GP describes: ``FundSpec`` and its validation (SPEC §2).
+
+One pydantic model is the single source for validation, the API schema, the example files and
+the CLI. Field constraints live on the fields; cross-field rules live in
+:func:`_cross_field_issues`, which reports *every* problem with a JSON Pointer (RFC 6901) path.
+
+Units: money in US dollars (plain numbers, never $M); rates and shares are ratios in 0..1;
+durations are named with their unit (``*_years``, ``months_to_*``).
+
+Two levels of checking:
+
+* :func:`validate_draft` — a draft may be incomplete: types and ranges of the fields that are
+  present are checked; missing required fields are allowed.
+* :func:`validate_publish` — a complete, valid spec is required; returns the ``FundSpec``, the
+  errors (all of them) and non-blocking warnings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Ratio = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Dollars = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+PositiveDollars = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+
+#: Upper bounds on list sizes: a spec is a human-scale document, not a data dump.
+MAX_TIERS = 20
+MAX_STAGES = 12
+MAX_ALLOCATIONS = 12
+MAX_EXPENSES = 50
+MAX_SECTORS = 50
+MAX_BANDS = 10
+
+#: Tolerance on shares that must sum to 1 (SPEC §2).
+SHARE_SUM_TOLERANCE = 1e-6
+
+
+class Issue(TypedDict):
+    """One validation problem: ``path`` is a JSON Pointer into the spec (RFC 6901)."""
+
+    path: str
+    code: str
+    message: str
+
+
+class _CrossFieldError(ValueError):
+    """Raised inside the model validator so pydantic aborts; carries every issue found."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        super().__init__("; ".join(f"{i['path']}: {i['message']}" for i in issues))
+        self.issues = issues
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class FeeBasis(StrEnum):
+    """What a management-fee rate applies to (SPEC §3.1 ``management_fees``)."""
+
+    committed = "committed"
+    called_cumulative = "called_cumulative"
+    called_net_of_returns = "called_net_of_returns"
+    invested_cost = "invested_cost"
+    nav = "nav"
+
+
+class FeeTier(_Model):
+    """A management-fee tier: ``rate`` × basis per year, for fund years ``start_year..end_year``
+    (1-based, inclusive). ``end_year`` None means to the end of the fund's life."""
+
+    rate: Annotated[float, Field(ge=0.0, le=0.05, allow_inf_nan=False)] = 0.02
+    basis: FeeBasis = FeeBasis.committed
+    start_year: Annotated[int, Field(ge=1, le=50)] = 1
+    end_year: Annotated[int | None, Field(ge=1, le=50)] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FeeTier:
+        if self.end_year is not None and self.end_year < self.start_year:
+            raise _CrossFieldError(
+                [
+                    Issue(
+                        path="/end_year",
+                        code="END_BEFORE_START",
+                        message="end_year must be on or after start_year",
+                    )
+                ]
+            )
+        return self
+
+
+class Fees(_Model):
+    """Management fees: consecutive tiers express step-downs."""
+
+    tiers: Annotated[list[FeeTier], Field(max_length=MAX_TIERS)] = Field(
+        default_factory=lambda: [FeeTier()]
+    )
+
+
+class Expense(_Model):
+    """A fund expense: ``annual_amount`` dollars in ``start_year``, growing by ``growth`` a year."""
+
+    category: ShortText
+    annual_amount: Dollars
+    start_year: Annotated[int, Field(ge=1, le=50)] = 1
+    end_year: Annotated[int | None, Field(ge=1, le=50)] = None
+    growth: Annotated[float, Field(ge=-0.5, le=0.5, allow_inf_nan=False)] = 0.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Expense:
+        if self.end_year is not None and self.end_year < self.start_year:
+            raise _CrossFieldError(
+                [
+                    Issue(
+                        path="/end_year",
+                        code="END_BEFORE_START",
+                        message="end_year must be on or after start_year",
+                    )
+                ]
+            )
+        return self
+
+
+class WaterfallType(StrEnum):
+    european = "european"
+    american = "american"
+
+
+class Waterfall(_Model):
+    """Carried interest and distribution waterfall (SPEC §2, §3.2)."""
+
+    type: WaterfallType = WaterfallType.european
+    carry: Annotated[float, Field(ge=0.0, le=0.5, allow_inf_nan=False)] = 0.20
+    hurdle: Annotated[float, Field(ge=0.0, le=0.2, allow_inf_nan=False)] = 0.08
+    catch_up: Ratio = 1.0
+    gp_commit_ratio: Annotated[float, Field(ge=0.0, le=0.2, allow_inf_nan=False)] = 0.01
+
+
+class Recycling(_Model):
+    """Re-investment of exit proceeds: up to ``cap_ratio`` × commitment, for proceeds received
+    in fund years 1..``period_years``; ``rate`` is the share of each such proceed recycled."""
+
+    enabled: bool = False
+    cap_ratio: Annotated[float, Field(ge=0.0, le=0.25, allow_inf_nan=False)] = 0.15
+    period_years: Annotated[int, Field(ge=0, le=20)] = 5
+    rate: Ratio = 1.0
+
+
+class OutcomeBand(_Model):
+    """A band of exit multiples (on the latest round's post-money) and its probability."""
+
+    min_multiple: Annotated[float, Field(ge=0.0, le=10_000, allow_inf_nan=False)]
+    max_multiple: Annotated[float, Field(gt=0.0, le=10_000, allow_inf_nan=False)]
+    probability: Ratio
+
+
+class OutcomeDistribution(_Model):
+    """Exit multiple distribution: a mixture of bands, uniform within each band except the
+    highest, which is a bounded Pareto (power law) with exponent ``tail_alpha``."""
+
+    bands: Annotated[list[OutcomeBand], Field(min_length=1, max_length=MAX_BANDS)]
+    tail_alpha: Annotated[float, Field(gt=0.0, le=10.0, allow_inf_nan=False)] = 1.16
+
+    @model_validator(mode="after")
+    def _check(self) -> OutcomeDistribution:
+        out: list[Issue] = []
+        bands = self.bands
+        total = sum(b.probability for b in bands)
+        if abs(total - 1.0) > SHARE_SUM_TOLERANCE:
+            out.append(
+                Issue(
+                    path="/bands",
+                    code="PROBABILITIES_NOT_ONE",
+                    message=f"band probabilities must sum to 1 (got {total:.6f})",
+                )
+            )
+        for j, band in enumerate(bands):
+            if band.max_multiple <= band.min_multiple:
+                out.append(
+                    Issue(
+                        path=f"/bands/{j}/max_multiple",
+                        code="EMPTY_BAND",
+                        message="max_multiple must exceed min_multiple",
+                    )
+                )
+            if j > 0 and band.min_multiple < bands[j - 1].max_multiple - 1e-12:
+                out.append(
+                    Issue(
+                        path=f"/bands/{j}/min_multiple",
+                        code="BANDS_OVERLAP_OR_UNORDERED",
+                        message="bands must be ordered and must not overlap",
+                    )
+                )
+        if bands[-1].min_multiple <= 0.0:
+            out.append(
+                Issue(
+                    path=f"/bands/{len(bands) - 1}/min_multiple",
+                    code="TAIL_NEEDS_POSITIVE_MIN",
+                    message="the highest band is a bounded Pareto tail and needs min_multiple > 0",
+                )
+            )
+        if out:
+            raise _CrossFieldError(out)
+        return self
+
+
+def _default_outcomes() -> OutcomeDistribution:
+    # Seed-stage profile of SPEC §3.3 (70/15/10/4/1 %), α = 1.16.
+    return OutcomeDistribution(
+        bands=[
+            OutcomeBand(min_multiple=0.0, max_multiple=1.0, probability=0.70),
+            OutcomeBand(min_multiple=1.0, max_multiple=3.0, probability=0.15),
+            OutcomeBand(min_multiple=3.0, max_multiple=10.0, probability=0.10),
+            OutcomeBand(min_multiple=10.0, max_multiple=50.0, probability=0.04),
+            OutcomeBand(min_multiple=50.0, max_multiple=200.0, probability=0.01),
+        ]
+    )
+
+
+class Stage(_Model):
+    """A financing stage of the ladder. On entering it a company graduates (raises the next
+    stage's round), exits, or fails (the rest); the event happens after a random time with mean
+    ``months_to_graduate`` (graduation and failure) or ``months_to_exit`` (exit)."""
+
+    name: ShortText
+    round_size: PositiveDollars
+    post_money: PositiveDollars
+    graduation_rate: Ratio
+    exit_rate: Ratio
+    months_to_graduate: Annotated[float, Field(gt=0.0, le=240.0, allow_inf_nan=False)] = 18.0
+    months_to_exit: Annotated[float, Field(gt=0.0, le=240.0, allow_inf_nan=False)] = 36.0
+    outcomes: OutcomeDistribution = Field(default_factory=_default_outcomes)
+
+    @model_validator(mode="after")
+    def _check(self) -> Stage:
+        out: list[Issue] = []
+        if self.graduation_rate + self.exit_rate > 1.0 + 1e-12:
+            out.append(
+                Issue(
+                    path="/graduation_rate",
+                    code="RATES_EXCEED_ONE",
+                    message="graduation_rate + exit_rate must not exceed 1 (the rest fails)",
+                )
+            )
+        if self.round_size > self.post_money:
+            out.append(
+                Issue(
+                    path="/round_size",
+                    code="ROUND_ABOVE_POST_MONEY",
+                    message="round_size must not exceed post_money",
+                )
+            )
+        if out:
+            raise _CrossFieldError(out)
+        return self
+
+
+class FollowOn(StrEnum):
+    pro_rata = "pro_rata"
+    fixed = "fixed"
+
+
+class Allocation(_Model):
+    """Share of initial capital invested at entry stage ``stage``. At each later round of a
+    company the fund follows on with probability ``participation``: ``pro_rata`` buys its
+    ownership share of the new round, ``fixed`` writes ``follow_on_check`` dollars."""
+
+    stage: ShortText
+    share: Ratio
+    initial_check: PositiveDollars
+    follow_on: FollowOn = FollowOn.pro_rata
+    follow_on_check: Dollars = 0.0
+    participation: Ratio = 0.5
+
+
+class DeploymentCurve(StrEnum):
+    linear = "linear"
+    front = "front"
+    back = "back"
+
+
+class Construction(_Model):
+    """Portfolio construction: allocations by entry stage, reserves and deployment pacing."""
+
+    allocations: Annotated[list[Allocation], Field(min_length=1, max_length=MAX_ALLOCATIONS)]
+    reserve_ratio: Annotated[float, Field(ge=0.0, le=0.8, allow_inf_nan=False)] = 0.4
+    deployment_curve: DeploymentCurve = DeploymentCurve.linear
+
+
+class Sector(_Model):
+    name: ShortText
+    share: Ratio
+
+
+def _default_stages() -> list[Stage]:
+    # Round sizes and post-money valuations: Carta "State of Private Markets" medians, 2024.
+    # Graduation rates: Carta's graduation data for the 2018-2020 cohorts (roughly a third to
+    # a half of companies raise their next round). Exit rates: small, most exits are late.
+    return [
+        Stage(
+            name="pre-seed",
+            round_size=750_000,
+            post_money=6_000_000,
+            graduation_rate=0.30,
+            exit_rate=0.02,
+            months_to_graduate=15,
+            months_to_exit=36,
+        ),
+        Stage(
+            name="seed",
+            round_size=3_000_000,
+            post_money=15_000_000,
+            graduation_rate=0.40,
+            exit_rate=0.05,
+            months_to_graduate=20,
+            months_to_exit=42,
+        ),
+        Stage(
+            name="series-a",
+            round_size=12_000_000,
+            post_money=50_000_000,
+            graduation_rate=0.45,
+            exit_rate=0.10,
+            months_to_graduate=24,
+            months_to_exit=48,
+        ),
+        Stage(
+            name="series-b",
+            round_size=30_000_000,
+            post_money=150_000_000,
+            graduation_rate=0.45,
+            exit_rate=0.15,
+            months_to_graduate=24,
+            months_to_exit=48,
+        ),
+        Stage(
+            name="series-c",
+            round_size=60_000_000,
+            post_money=400_000_000,
+            graduation_rate=0.40,
+            exit_rate=0.25,
+            months_to_graduate=24,
+            months_to_exit=42,
+        ),
+        Stage(
+            name="growth",
+            round_size=120_000_000,
+            post_money=1_200_000_000,
+            graduation_rate=0.0,
+            exit_rate=0.60,
+            months_to_graduate=30,
+            months_to_exit=36,
+        ),
+    ]
+
+
+def _default_construction() -> Construction:
+    return Construction(allocations=[Allocation(stage="seed", share=1.0, initial_check=1_000_000)])
+
+
+class FundSpec(_Model):
+    """A complete fund (SPEC §2). Required: ``name``, ``fund_size`` (dollars, > 0),
+    ``vintage_year`` (2000..2100) and ``model_inputs_as_of``; everything else has a default."""
+
+    name: ShortText
+    fund_size: PositiveDollars
+    vintage_year: Annotated[int, Field(ge=2000, le=2100)]
+    model_inputs_as_of: date
+    first_close: date | None = None
+    fund_life_years: Annotated[int, Field(ge=1, le=20)] = 10
+    investment_period_years: Annotated[int, Field(ge=1, le=10)] = 5
+    evergreen: bool = False
+    horizon_years: Annotated[int, Field(ge=1, le=30)] = 15
+    fees: Fees = Field(default_factory=Fees)
+    expenses: Annotated[list[Expense], Field(max_length=MAX_EXPENSES)] = Field(default_factory=list)
+    waterfall: Waterfall = Field(default_factory=Waterfall)
+    recycling: Recycling = Field(default_factory=Recycling)
+    stages: Annotated[list[Stage], Field(min_length=1, max_length=MAX_STAGES)] = Field(
+        default_factory=_default_stages
+    )
+    construction: Construction = Field(default_factory=_default_construction)
+    sectors: Annotated[list[Sector], Field(max_length=MAX_SECTORS)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> FundSpec:
+        issues = _cross_field_issues(self)
+        if issues:
+            raise _CrossFieldError(issues)
+        return self
+
+    @property
+    def first_close_date(self) -> date:
+        """First close, defaulting to 1 January of the vintage year."""
+        return self.first_close or date(self.vintage_year, 1, 1)
+
+    @property
+    def horizon_quarters(self) -> int:
+        """Number of quarters modelled: fund life, or ``horizon_years`` for an evergreen fund."""
+        return 4 * (self.horizon_years if self.evergreen else self.fund_life_years)
+
+    def stage_index(self, name: str) -> int:
+        """Index of the stage called ``name`` in the ladder. Raises KeyError if absent."""
+        for i, stage in enumerate(self.stages):
+            if stage.name == name:
+                return i
+        raise KeyError(name)
+
+
+def _cross_field_issues(spec: FundSpec) -> list[Issue]:
+    """Rules that involve several fields (SPEC §2). Returns every violation."""
+    out: list[Issue] = []
+
+    def add(path: str, code: str, message: str) -> None:
+        out.append(Issue(path=path, code=code, message=message))
+
+    life = spec.horizon_years if spec.evergreen else spec.fund_life_years
+    if spec.investment_period_years > spec.fund_life_years:
+        add(
+            "/investment_period_years",
+            "PERIOD_EXCEEDS_LIFE",
+            "investment period must not exceed the fund life",
+        )
+    if spec.first_close is not None and spec.first_close.year != spec.vintage_year:
+        add(
+            "/first_close",
+            "FIRST_CLOSE_OUTSIDE_VINTAGE",
+            "first close must fall in the vintage year",
+        )
+
+    intervals: list[tuple[int, int, int]] = []
+    for i, tier in enumerate(spec.fees.tiers):
+        end = tier.end_year if tier.end_year is not None else life
+        intervals.append((tier.start_year, end, i))
+    last_end = 0
+    for start, end, i in intervals:
+        if start <= last_end:
+            add(
+                f"/fees/tiers/{i}/start_year",
+                "TIERS_OVERLAP_OR_UNORDERED",
+                "fee tiers must be ordered and must not overlap",
+            )
+        last_end = max(last_end, end)
+
+    names = [s.name for s in spec.stages]
+    for i, stage in enumerate(spec.stages):
+        if names.index(stage.name) != i:
+            add(f"/stages/{i}/name", "DUPLICATE_STAGE", f"stage {stage.name!r} appears twice")
+    if spec.stages and spec.stages[-1].graduation_rate != 0.0:
+        add(
+            f"/stages/{len(spec.stages) - 1}/graduation_rate",
+            "LAST_STAGE_GRADUATES",
+            "the last stage cannot graduate (graduation_rate must be 0)",
+        )
+
+    allocations = spec.construction.allocations
+    share_total = sum(a.share for a in allocations)
+    if abs(share_total - 1.0) > SHARE_SUM_TOLERANCE:
+        add(
+            "/construction/allocations",
+            "SHARES_NOT_ONE",
+            f"allocation shares must sum to 1 (got {share_total:.6f})",
+        )
+    seen: set[str] = set()
+    for i, alloc in enumerate(allocations):
+        if alloc.stage not in names:
+            add(
+                f"/construction/allocations/{i}/stage",
+                "UNKNOWN_STAGE",
+                f"stage {alloc.stage!r} is not in the stage ladder",
+            )
+        if alloc.stage in seen:
+            add(
+                f"/construction/allocations/{i}/stage",
+                "DUPLICATE_ALLOCATION",
+                f"stage {alloc.stage!r} is allocated twice",
+            )
+        seen.add(alloc.stage)
+        if alloc.initial_check > spec.fund_size:
+            add(
+                f"/construction/allocations/{i}/initial_check",
+                "CHECK_ABOVE_FUND_SIZE",
+                "initial_check must not exceed fund_size",
+            )
+        if alloc.stage in names:
+            stage = spec.stages[names.index(alloc.stage)]
+            if alloc.initial_check > stage.post_money:
+                add(
+                    f"/construction/allocations/{i}/initial_check",
+                    "CHECK_ABOVE_POST_MONEY",
+                    "initial_check must not exceed the stage's post_money",
+                )
+        if (
+            alloc.follow_on == FollowOn.fixed
+            and alloc.follow_on_check <= 0.0
+            and (alloc.participation > 0.0)
+        ):
+            add(
+                f"/construction/allocations/{i}/follow_on_check",
+                "FOLLOW_ON_CHECK_REQUIRED",
+                "a fixed follow-on strategy needs follow_on_check > 0",
+            )
+
+    if sum(s.share for s in spec.sectors) > 1.0 + SHARE_SUM_TOLERANCE:
+        add("/sectors", "SECTOR_SHARES_ABOVE_ONE", "sector shares must not sum above 1")
+    return out
+
+
+def spec_warnings(spec: FundSpec) -> list[Issue]:
+    """Non-blocking warnings (SPEC §2): unusual but legal choices."""
+    out: list[Issue] = []
+    reserve = spec.construction.reserve_ratio
+    if not 0.3 <= reserve <= 0.7:
+        out.append(
+            Issue(
+                path="/construction/reserve_ratio",
+                code="RESERVE_RATIO_UNUSUAL",
+                message=f"reserve ratio {reserve:.2f} is outside the usual 0.30..0.70",
+            )
+        )
+    for i, stage in enumerate(spec.stages):
+        if stage.outcomes.bands[-1].max_multiple * stage.post_money < stage.post_money:
+            continue
+        mean = expected_multiple(stage.outcomes)
+        if mean < 1.0:
+            out.append(
+                Issue(
+                    path=f"/stages/{i}/outcomes",
+                    code="EXIT_BELOW_ENTRY",
+                    message=f"mean exit multiple {mean:.2f}x is below the round's post-money",
+                )
+            )
+    for i, (prev, nxt) in enumerate(zip(spec.stages, spec.stages[1:], strict=False)):
+        if nxt.post_money < prev.post_money:
+            out.append(
+                Issue(
+                    path=f"/stages/{i + 1}/post_money",
+                    code="DOWN_ROUND_LADDER",
+                    message="post-money is below the previous stage's",
+                )
+            )
+    return out
+
+
+def expected_multiple(dist: OutcomeDistribution) -> float:
+    """Mean exit multiple of a band mixture: uniform bands have mean (lo + hi) / 2; the top band
+    is a bounded Pareto on [L, H] with exponent α, whose mean is
+    ``α L^α (H^(1-α) - L^(1-α)) / ((1-α)(1 - (L/H)^α))`` (``α L ln(H/L) / (1 - L/H)`` at α = 1)
+    — Johnson, Kotz & Balakrishnan, *Continuous Univariate Distributions* vol. 1, ch. 20."""
+    total = 0.0
+    for band in dist.bands[:-1]:
+        total += band.probability * 0.5 * (band.min_multiple + band.max_multiple)
+    top = dist.bands[-1]
+    total += top.probability * bounded_pareto_mean(
+        top.min_multiple, top.max_multiple, dist.tail_alpha
+    )
+    return total
+
+
+def bounded_pareto_mean(low: float, high: float, alpha: float) -> float:
+    """Mean of the bounded Pareto distribution on [low, high] (low > 0) with exponent alpha."""
+    ratio = (low / high) ** alpha
+    if math.isclose(alpha, 1.0):
+        return alpha * low * math.log(high / low) / (1.0 - ratio)
+    return (alpha * low**alpha * (high ** (1.0 - alpha) - low ** (1.0 - alpha))) / (
+        (1.0 - alpha) * (1.0 - ratio)
+    )
+
+
+# --------------------------------------------------------------------------- validation API
+
+
+def _pointer(loc: tuple[int | str, ...]) -> str:
+    """JSON Pointer (RFC 6901) for a pydantic error location."""
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in loc]
+    return "/" + "/".join(parts) if parts else ""
+
+
+def _issues_from_validation_error(exc: ValidationError) -> list[Issue]:
+    out: list[Issue] = []
+    for err in exc.errors(include_url=False):
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, _CrossFieldError):
+            prefix = _pointer(tuple(err["loc"]))
+            out.extend(
+                Issue(path=prefix + i["path"], code=i["code"], message=i["message"])
+                for i in ctx_error.issues
+            )
+            continue
+        out.append(
+            Issue(
+                path=_pointer(tuple(err["loc"])), code=_error_code(err["type"]), message=err["msg"]
+            )
+        )
+    return out
+
+
+def _error_code(pydantic_type: str) -> str:
+    mapping = {
+        "missing": "REQUIRED",
+        "extra_forbidden": "UNKNOWN_FIELD",
+        "greater_than": "OUT_OF_RANGE",
+        "greater_than_equal": "OUT_OF_RANGE",
+        "less_than": "OUT_OF_RANGE",
+        "less_than_equal": "OUT_OF_RANGE",
+        "finite_number": "NOT_FINITE",
+        "too_long": "TOO_LONG",
+        "too_short": "TOO_SHORT",
+        "string_too_long": "TOO_LONG",
+        "string_too_short": "TOO_SHORT",
+        "enum": "NOT_ALLOWED",
+        "literal_error": "NOT_ALLOWED",
+    }
+    return mapping.get(pydantic_type, "INVALID_" + pydantic_type.upper())
+
+
+_REQUIRED_TOP = ("name", "fund_size", "vintage_year", "model_inputs_as_of")
+_DRAFT_PLACEHOLDERS: dict[str, Any] = {
+    "name": "draft",
+    "fund_size": 1.0,
+    "vintage_year": 2000,
+    "model_inputs_as_of": "2000-01-01",
+}
+
+
+def validate_draft(data: object) -> list[Issue]:
+    """Check a draft: types and ranges of present fields; missing required fields are allowed.
+
+    Cross-field rules are checked too when every field they involve is present, since a
+    contradiction between two fields the user has filled in is worth knowing early. Returns a
+    list of issues (empty when the draft is acceptable)."""
+    if not isinstance(data, dict):
+        return [Issue(path="", code="NOT_AN_OBJECT", message="a fund spec must be a JSON object")]
+    filled = dict(data)
+    for key in _REQUIRED_TOP:
+        if key not in filled or filled[key] is None:
+            filled[key] = _DRAFT_PLACEHOLDERS[key]
+    try:
+        FundSpec.model_validate(filled)
+    except ValidationError as exc:
+        present = set(data)
+        return [
+            i for i in _issues_from_validation_error(exc) if not _caused_by_placeholder(i, present)
+        ]
+    return []
+
+
+def _caused_by_placeholder(issue: Issue, present: set[str]) -> bool:
+    # Placeholder values can trigger cross-field rules (e.g. first_close vs vintage_year);
+    # such an issue is not the user's until they fill in the field.
+    if issue["code"] == "FIRST_CLOSE_OUTSIDE_VINTAGE" and "vintage_year" not in present:
+        return True
+    return issue["code"] in {"CHECK_ABOVE_FUND_SIZE"} and "fund_size" not in present
+
+
+def validate_publish(data: object) -> tuple[FundSpec | None, list[Issue], list[Issue]]:
+    """Check a spec for publication. Returns ``(spec, errors, warnings)``; ``spec`` is None
+    whenever ``errors`` is non-empty. Every error is reported, each with its path."""
+    if not isinstance(data, dict):
+        return (
+            None,
+            [Issue(path="", code="NOT_AN_OBJECT", message="a fund spec must be a JSON object")],
+            [],
+        )
+    try:
+        spec = FundSpec.model_validate(data)
+    except ValidationError as exc:
+        return None, _issues_from_validation_error(exc), []
+    errors = engine_support_issues(spec)
+    if errors:
+        return None, errors, []
+    return spec, [], spec_warnings(spec)
+
+
+def engine_support_issues(spec: FundSpec) -> list[Issue]:
+    """Valid specs the current engine cannot evaluate faithfully (rather than a wrong number)."""
+    if spec.waterfall.type == WaterfallType.american:
+        return [
+            Issue(
+                path="/waterfall/type",
+                code="NOT_SUPPORTED_YET",
+                message="the deal-by-deal (american) waterfall is not in this engine "
+                "version; use european",
+            )
+        ]
+    return []
+
+
+def load_spec(data: object) -> FundSpec:
+    """Parse and validate a complete spec, raising :class:`SpecError` with every issue."""
+    spec, errors, _ = validate_publish(data)
+    if spec is None:
+        raise SpecError(errors)
+    return spec
+
+
+class SpecError(ValueError):
+    """A spec failed validation; ``issues`` lists every problem with its JSON Pointer path."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        super().__init__(
+            "\n".join(f"{i['path'] or '/'}: {i['message']} [{i['code']}]" for i in issues)
+        )
+        self.issues = issues
+
+
+def canonical_json(spec_json: Any) -> str:
+    """Canonical JSON text (sorted keys, no whitespace, finite numbers only)."""
+    return json.dumps(
+        spec_json, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False
+    )
+
+
+def spec_hash(spec_json: Any) -> str:
+    """SHA-256 hex digest of the canonical JSON of a spec: the provenance key of results."""
+    return hashlib.sha256(canonical_json(spec_json).encode("utf-8")).hexdigest()
+
+
+__all__ = [
+    "Allocation",
+    "Construction",
+    "DeploymentCurve",
+    "Expense",
+    "FeeBasis",
+    "FeeTier",
+    "Fees",
+    "FollowOn",
+    "FundSpec",
+    "Issue",
+    "OutcomeBand",
+    "OutcomeDistribution",
+    "Recycling",
+    "Sector",
+    "SpecError",
+    "Stage",
+    "Waterfall",
+    "WaterfallType",
+    "bounded_pareto_mean",
+    "canonical_json",
+    "expected_multiple",
+    "load_spec",
+    "spec_hash",
+    "spec_warnings",
+    "validate_draft",
+    "validate_publish",
+]
