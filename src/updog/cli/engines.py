@@ -1,9 +1,209 @@
-"""``updog model`` and ``updog simulate``: the pure engines from the command line."""
+"""``updog model`` and ``updog simulate``: the pure engines from the command line.
+
+Exit codes: 0 success, 2 unreadable or invalid fund file (every validation error is printed
+with its JSON Pointer path), 1 an engine failure.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
+import yaml
+
+from updog.model.forecast import run_forecast
+from updog.model.spec import FundSpec, SpecError, load_spec
+from updog.simulation import simulate
+from updog.simulation.engine import MAX_RUNS, MIN_RUNS
+
+#: Fund files larger than this are refused (a spec is a human-scale document).
+MAX_FUND_FILE_BYTES = 1_000_000
+
+
+def read_fund_file(path: Path) -> FundSpec:
+    """Load and validate a YAML or JSON fund file; raises click.ClickException (exit 2)."""
+    try:
+        if path.stat().st_size > MAX_FUND_FILE_BYTES:
+            raise _usage(f"{path}: larger than {MAX_FUND_FILE_BYTES:,} bytes")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _usage(f"{path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise _usage(f"{path}: not UTF-8 text") from exc
+    if "\x00" in text:
+        raise _usage(f"{path}: contains a NUL character")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _usage(f"{path}: not valid YAML/JSON: {exc}") from exc
+    try:
+        return load_spec(data)
+    except SpecError as exc:
+        raise _usage(f"{path}: the fund is not valid:\n{exc}") from exc
+
+
+def _usage(message: str) -> click.ClickException:
+    err = click.ClickException(message)
+    err.exit_code = 2
+    return err
+
+
+def _money(x: float | None) -> str:
+    return "—" if x is None else f"${x:,.0f}"
+
+
+def _multiple(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}x"
+
+
+def _percent(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v:>16}" for k, v in rows)
+
+
+def forecast_table(summary: dict[str, Any]) -> str:
+    """The forecast summary as a text table."""
+    companies = summary["companies"]
+    graduated = sum(companies["graduated"].values())
+    rows = [
+        ("Paid-in", _money(summary["paid_in"])),
+        ("Distributions (LP)", _money(summary["distributions"])),
+        ("NAV (net, at horizon)", _money(summary["net_nav"])),
+        ("DPI", _multiple(summary["dpi"])),
+        ("TVPI", _multiple(summary["tvpi"])),
+        ("Net IRR", _percent(summary["net_irr"])),
+        ("Gross IRR", _percent(summary["gross_irr"])),
+        ("Gross multiple", _multiple(summary["moic"])),
+        ("Management fees", _money(summary["fees"])),
+        ("Expenses", _money(summary["expenses"])),
+        ("Carried interest", _money(summary["carry"])),
+        (
+            "Reserves used / planned",
+            f"{_money(summary['reserves']['used'])} / {_money(summary['reserves']['planned'])}",
+        ),
+        ("Companies: initial", f"{companies['initial']:.0f}"),
+        ("Companies: graduated (rounds)", f"{graduated:.1f}"),
+        ("Companies: exited", f"{companies['exited']:.1f}"),
+        ("Companies: failed", f"{companies['failed']:.1f}"),
+        ("Companies: held at horizon", f"{companies['held_at_horizon']:.1f}"),
+    ]
+    return _table(rows)
+
+
+def simulation_table(result: dict[str, Any]) -> str:
+    """The simulation's distribution as a text table."""
+    stats = ("mean", "p5", "p25", "p50", "p75", "p95")
+    header = f"{'':<16}" + "".join(f"{s:>10}" for s in stats)
+    lines = [f"{result['runs']:,} paths, seed {result['seed']}", header]
+    for key, label, fmt in (
+        ("tvpi", "TVPI", _multiple),
+        ("dpi", "DPI", _multiple),
+        ("net_irr", "Net IRR", _percent),
+        ("gross_multiple", "Gross multiple", _multiple),
+    ):
+        metric = result["metrics"][key]
+        lines.append(f"{label:<16}" + "".join(f"{fmt(metric[s]):>10}" for s in stats))
+    probs = result["probabilities"]
+    lines.append(f"P(TVPI < 1)     {_percent(probs['tvpi_below_1']):>10}")
+    lines.append(f"P(net IRR < 0)  {_percent(probs['net_irr_below_0']):>10}")
+    irr = result["irr"]
+    if irr["undefined_paths"]:
+        lines.append(f"Net IRR undefined on {irr['undefined_paths']:,} paths (excluded above)")
+    return "\n".join(lines)
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, indent=2, allow_nan=False)
+
+
+@click.command("model")
+@click.argument("fund_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table: summary; json: summary and quarterly series.",
+)
+def model_command(fund_file: Path, fmt: str) -> None:
+    """Print the deterministic forecast of FUND_FILE (YAML or JSON)."""
+    spec = read_fund_file(fund_file)
+    forecast = run_forecast(spec)
+    if fmt == "json":
+        click.echo(_json(forecast.to_dict()))
+    else:
+        click.echo(
+            f"{spec.name} — deterministic forecast ({forecast.summary['quarters']} quarters)"
+        )
+        click.echo(forecast_table(forecast.summary))
+
+
+@click.command("simulate")
+@click.argument("fund_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--runs",
+    type=click.IntRange(MIN_RUNS, MAX_RUNS),
+    default=10_000,
+    show_default=True,
+    help="Number of Monte Carlo paths.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**63 - 1),
+    default=None,
+    help="Seed; the same seed gives the same result. Drawn and printed if absent.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write a self-contained HTML report with charts.",
+)
+def simulate_command(
+    fund_file: Path, runs: int, seed: int | None, fmt: str, html_path: Path | None
+) -> None:
+    """Print the Monte Carlo outcome distribution of FUND_FILE."""
+    spec = read_fund_file(fund_file)
+    show_progress = runs > 100_000 and sys.stderr.isatty()
+    bar: Any = None
+    if show_progress:
+        bar = click.progressbar(length=runs, label="simulating", file=sys.stderr)
+        bar.__enter__()
+
+    def progress(done: int, _total: int) -> None:
+        if bar is not None:
+            bar.update(done - bar.pos)
+
+    try:
+        result = simulate(spec, runs, seed, progress=progress).to_dict()
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    if fmt == "json":
+        click.echo(_json(result))
+    else:
+        click.echo(simulation_table(result))
+    if html_path is not None:
+        from updog.web.report import render_report
+
+        html = render_report(spec.name, run_forecast(spec).to_dict(), result)
+        html_path.write_text(html, encoding="utf-8")
+        click.echo(f"report written to {html_path}", err=True)
 
 
 def register(group: click.Group) -> None:
     """Add the engine commands to ``group``."""
+    group.add_command(model_command)
+    group.add_command(simulate_command)

@@ -1,0 +1,210 @@
+"""Sampled portfolio: the construction model of SPEC §3.2 drawn company by company.
+
+Arrays have shape (paths, companies); the Python loop runs over *quarters* (follow-ons are
+funded from a per-path reserve budget in time order, exactly as the deterministic engine does
+in expectation), never over paths or companies. A company's fate at each stage (graduate /
+exit / fail) is drawn with the stage's probabilities and the time to it from the same
+discretised Gamma distribution as :func:`updog.model.plan.event_time_pmf`; participation in a
+follow-on is a Bernoulli draw with the allocation's participation rate; an exit multiple is
+drawn from the stage's band mixture (uniform within a band, bounded Pareto in the top band).
+
+The random stream is an explicit :class:`numpy.random.Generator`; draws happen in a fixed
+order (initial fates, then quarter by quarter), so a block's result depends only on its seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from updog.model.forecast import PortfolioResult
+from updog.model.fund_cash import PortfolioFlows
+from updog.model.plan import Plan
+from updog.model.spec import FundSpec
+
+Array = NDArray[np.float64]
+
+GRADUATE, EXIT, FAIL = 0, 1, 2
+#: Event quarter meaning "not before the horizon".
+NEVER = np.iinfo(np.int32).max
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """Per-stage lookup tables, padded to a common width."""
+
+    graduation_rate: Array  # (stages,)
+    exit_rate: Array  # (stages,)
+    grad_cdf: Array  # (stages, K) cumulative time-to-event, graduation/failure
+    exit_cdf: Array  # (stages, K)
+    band_cdf: Array  # (stages, B) cumulative band probabilities
+    band_low: Array  # (stages, B)
+    band_high: Array  # (stages, B)
+    top_band: NDArray[np.int64]  # (stages,) index of the Pareto band
+    tail_alpha: Array  # (stages,)
+
+
+def _padded_cdf(pmfs: tuple[Array, ...]) -> Array:
+    width = max(len(p) for p in pmfs)
+    out = np.ones((len(pmfs), width))
+    for i, p in enumerate(pmfs):
+        out[i, : len(p)] = np.cumsum(p)
+    out[:, -1] = 1.0
+    return out
+
+
+def _tables(spec: FundSpec, plan: Plan) -> _Tables:
+    stages = spec.stages
+    width = max(len(s.outcomes.bands) for s in stages)
+    band_cdf = np.ones((len(stages), width))
+    low = np.zeros((len(stages), width))
+    high = np.ones((len(stages), width))
+    for i, s in enumerate(stages):
+        probs = np.array([b.probability for b in s.outcomes.bands])
+        n = len(probs)
+        band_cdf[i, :n] = np.cumsum(probs) / probs.sum()
+        band_cdf[i, n - 1 :] = 1.0
+        low[i, :n] = [b.min_multiple for b in s.outcomes.bands]
+        high[i, :n] = [b.max_multiple for b in s.outcomes.bands]
+    return _Tables(
+        graduation_rate=plan.stages.graduation_rate,
+        exit_rate=plan.stages.exit_rate,
+        grad_cdf=_padded_cdf(plan.stages.graduation_pmf),
+        exit_cdf=_padded_cdf(plan.stages.exit_pmf),
+        band_cdf=band_cdf,
+        band_low=low,
+        band_high=high,
+        top_band=np.array([len(s.outcomes.bands) - 1 for s in stages], dtype=np.int64),
+        tail_alpha=np.array([s.outcomes.tail_alpha for s in stages]),
+    )
+
+
+def _draw_fate(
+    rng: np.random.Generator, t: _Tables, stage: NDArray[np.int64]
+) -> tuple[NDArray[np.int8], NDArray[np.int64]]:
+    """Fate (GRADUATE/EXIT/FAIL) and delay in quarters (≥ 1) for companies entering ``stage``
+    (any shape); returns arrays of the same shape."""
+    u = rng.random(stage.shape)
+    pg = t.graduation_rate[stage]
+    fate = np.where(u < pg, GRADUATE, np.where(u < pg + t.exit_rate[stage], EXIT, FAIL))
+    v = rng.random(stage.shape)
+    delay = np.empty(stage.shape, dtype=np.int64)
+    is_exit = fate == EXIT
+    for s in np.unique(stage):
+        at = stage == s
+        for mask, cdf in ((at & is_exit, t.exit_cdf[s]), (at & ~is_exit, t.grad_cdf[s])):
+            delay[mask] = np.searchsorted(cdf, v[mask], side="right")
+    return fate.astype(np.int8), np.maximum(delay, 1)
+
+
+def _draw_multiple(rng: np.random.Generator, t: _Tables, stage: NDArray[np.int64]) -> Array:
+    """Exit multiples (on the stage's post-money) for exits at ``stage``; shape of ``stage``."""
+    u = rng.random(stage.shape)
+    v = rng.random(stage.shape)
+    band = (u[:, None] >= t.band_cdf[stage]).sum(axis=1)
+    band = np.minimum(band, t.top_band[stage])
+    lo = t.band_low[stage, band]
+    hi = t.band_high[stage, band]
+    uniform = lo + v * (hi - lo)
+    alpha = t.tail_alpha[stage]
+    safe_lo = np.where(lo > 0.0, lo, 1.0)
+    # Inverse CDF of the bounded Pareto on [lo, hi]: lo (1 − v (1 − (lo/hi)^α))^(−1/α).
+    pareto = safe_lo * (1.0 - v * (1.0 - (safe_lo / hi) ** alpha)) ** (-1.0 / alpha)
+    return np.where(band == t.top_band[stage], pareto, uniform)
+
+
+def sample_portfolio(
+    spec: FundSpec, plan: Plan, rng: np.random.Generator, paths: int
+) -> PortfolioResult:
+    """Draw ``paths`` portfolios. Flows have shape (paths, quarters), dollars;
+    ``reserves_used`` has shape (paths,)."""
+    t = _tables(spec, plan)
+    co = plan.companies
+    quarters = plan.quarters
+    n_comp = len(co.entry_quarter)
+    round_size = plan.stages.round_size
+    post = plan.stages.post_money
+    keep = 1.0 - round_size / post  # share of old ownership kept through a round
+
+    stage = np.broadcast_to(co.entry_stage, (paths, n_comp)).copy()
+    own = np.broadcast_to(co.initial_check / post[co.entry_stage], (paths, n_comp)).copy()
+    cost = np.broadcast_to(co.initial_check, (paths, n_comp)).copy()
+    fate, delay = _draw_fate(rng, t, stage)
+    event_q = co.entry_quarter[None, :] + delay
+
+    nav_now = np.zeros(paths)
+    cost_now = np.zeros(paths)
+    reserves_left = np.full(paths, plan.reserves_planned)
+    invested_initial = np.zeros((paths, quarters))
+    np.add.at(invested_initial[0], co.entry_quarter, co.initial_check)
+    invested_initial[:] = invested_initial[0]
+    follow_on = np.zeros((paths, quarters))
+    proceeds = np.zeros((paths, quarters))
+    nav = np.zeros((paths, quarters))
+    cost_unrealised = np.zeros((paths, quarters))
+    entry_value = co.initial_check / post[co.entry_stage] * post[co.entry_stage]
+
+    for q in range(quarters):
+        entering = co.entry_quarter == q
+        if entering.any():
+            nav_now += float(entry_value[entering].sum())
+            cost_now += float(co.initial_check[entering].sum())
+        p_idx, c_idx = np.nonzero(event_q == q)
+        if p_idx.size:
+            s = stage[p_idx, c_idx]
+            f = fate[p_idx, c_idx]
+            o = own[p_idx, c_idx]
+            value_before = o * post[s]
+
+            ex = f == EXIT
+            if ex.any():
+                mult = _draw_multiple(rng, t, s[ex])
+                proceeds[:, q] += np.bincount(p_idx[ex], o[ex] * mult * post[s[ex]], paths)
+            gone = f != GRADUATE
+            if gone.any():
+                nav_now -= np.bincount(p_idx[gone], value_before[gone], paths)
+                cost_now -= np.bincount(p_idx[gone], cost[p_idx[gone], c_idx[gone]], paths)
+                event_q[p_idx[gone], c_idx[gone]] = NEVER
+
+            gr = f == GRADUATE
+            if gr.any():
+                gp, gc = p_idx[gr], c_idx[gr]
+                ns = s[gr] + 1
+                joins = rng.random(gp.size) < co.participation[gc]
+                demand = (
+                    np.where(co.pro_rata[gc], o[gr] * round_size[ns], co.follow_on_check[gc])
+                    * joins
+                )
+                total = np.bincount(gp, demand, paths)
+                phi = np.divide(reserves_left, total, out=np.zeros(paths), where=total > 0.0)
+                phi = np.minimum(phi, 1.0)
+                funded = demand * phi[gp]
+                spent = np.bincount(gp, funded, paths)
+                reserves_left -= spent
+                follow_on[:, q] += spent
+                new_own = o[gr] * keep[ns] + funded / post[ns]
+                nav_now += np.bincount(gp, new_own * post[ns] - value_before[gr], paths)
+                cost_now += spent
+                own[gp, gc] = new_own
+                cost[gp, gc] += funded
+                stage[gp, gc] = ns
+                nf, nd = _draw_fate(rng, t, ns)
+                fate[gp, gc] = nf
+                event_q[gp, gc] = q + nd
+        nav[:, q] = nav_now
+        cost_unrealised[:, q] = cost_now
+
+    if not spec.evergreen:
+        proceeds[:, -1] += nav[:, -1]
+        nav[:, -1] = 0.0
+        cost_unrealised[:, -1] = 0.0
+    flows = PortfolioFlows(
+        invested_initial=invested_initial,
+        invested_follow_on=follow_on,
+        gross_proceeds=proceeds,
+        nav=np.maximum(nav, 0.0),
+        cost_unrealised=np.maximum(cost_unrealised, 0.0),
+    )
+    return PortfolioResult(flows=flows, reserves_used=plan.reserves_planned - reserves_left)
