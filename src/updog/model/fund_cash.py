@@ -101,9 +101,7 @@ def _split(
     rest = amount - roc
     pref = np.minimum(rest, state.pref_due)
     rest = rest - pref
-    if carry <= 0.0:
-        tier = np.zeros_like(rest)
-    elif catch_up <= 0.0:
+    if carry <= 0.0 or catch_up <= 0.0:
         tier = np.zeros_like(rest)
     elif catch_up > carry:
         target = carry * (state.pref_paid + pref) / (catch_up - carry)

@@ -14,8 +14,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
+import itertools
+
+import matplotlib.pyplot as plt
+from jinja2 import Environment, PackageLoader, select_autoescape
 
 _env = Environment(
     loader=PackageLoader("updog.web", "templates"),
@@ -81,7 +83,7 @@ def histogram_svg(simulation: dict[str, Any]) -> str:
     edges, counts = hist["edges"], hist["counts"]
     fig, ax = plt.subplots(figsize=(8, 3.6))
     if counts:
-        widths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        widths = [b - a for a, b in itertools.pairwise(edges)]
         ax.bar(edges[:-1], counts, width=widths, align="edge", color="#7aa6c2", edgecolor="#1f4e79")
         ax.axvline(1.0, color="#b03a2e", linestyle="--", label="1.0x (capital returned)")
         ax.legend(fontsize=8)
