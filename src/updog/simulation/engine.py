@@ -13,6 +13,7 @@ sample size).
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from collections.abc import Callable, Iterable, Iterator
@@ -137,6 +138,10 @@ Executor = Callable[
 ]
 
 
+def _run_task(spec: FundSpec, plan: Plan, seed: int, task: tuple[int, int]) -> BlockResult:
+    return run_block(spec, plan, seed, task[0], task[1])
+
+
 def _local_map(
     fn: Callable[[tuple[int, int]], BlockResult], tasks: Iterable[tuple[int, int]]
 ) -> Iterator[BlockResult]:
@@ -171,9 +176,7 @@ def simulate(
     plan = build_plan(spec)
     tasks = list(enumerate(block_sizes(runs)))
 
-    def one(task: tuple[int, int]) -> BlockResult:
-        return run_block(spec, plan, seed, task[0], task[1])
-
+    one = functools.partial(_run_task, spec, plan, seed)
     results: list[BlockResult] = []
     done = 0
     for block in (executor or _local_map)(one, tasks):
@@ -210,7 +213,7 @@ def _reduce(
         "metrics": metrics,
         "probabilities": {
             "tvpi_below_1": float((tvpi < 1.0).mean()),
-            "net_irr_below_0": float((irr[defined_irr] < 0.0).sum() / runs),
+            "net_irr_below_0": float((irr[defined_irr] < 0.0).mean()) if defined_irr.any() else None,
         },
         "risk": {"tvpi": stats.tail_risk(tvpi), "net_irr": stats.tail_risk(irr)},
         "histograms": {"tvpi": stats.histogram(tvpi), "net_irr": stats.histogram(irr)},

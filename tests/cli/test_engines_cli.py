@@ -1,0 +1,101 @@
+"""``updog model`` and ``updog simulate`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+from engine_support import EXAMPLES
+
+from updog.cli import main
+
+SEED_FUND = str(next(p for p in EXAMPLES if p.stem == "seed-fund"))
+
+
+def test_model_prints_a_summary_table() -> None:
+    result = CliRunner().invoke(main, ["model", SEED_FUND])
+    assert result.exit_code == 0, result.output
+    for label in ("Paid-in", "Distributions", "NAV", "DPI", "TVPI", "Net IRR", "Gross multiple",
+                  "Management fees", "Carried interest", "Companies: initial",
+                  "Companies: graduated", "Companies: exited", "Companies: failed"):
+        assert label in result.output
+
+
+def test_model_json_has_summary_and_quarters() -> None:
+    result = CliRunner().invoke(main, ["model", SEED_FUND, "--format", "json"])
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert set(data) == {"summary", "quarters"}
+    assert len(data["quarters"]) == 40
+    assert {"called", "nav", "dpi", "tvpi", "lp_distributions"} <= set(data["quarters"][0])
+
+
+def test_simulate_json_is_reproducible_bytes() -> None:
+    args = ["simulate", SEED_FUND, "--runs", "1000", "--seed", "42", "--format", "json"]
+    first = CliRunner().invoke(main, args)
+    second = CliRunner().invoke(main, args)
+    assert first.exit_code == 0
+    assert first.output == second.output
+    data = json.loads(first.output)
+    assert data["runs"] == 1000 and data["seed"] == 42
+    for metric in ("tvpi", "dpi", "net_irr"):
+        assert {"mean", "p5", "p25", "p50", "p75", "p95"} <= set(data["metrics"][metric])
+    assert 0 <= data["probabilities"]["tvpi_below_1"] <= 1
+
+
+def test_simulate_table() -> None:
+    result = CliRunner().invoke(main, ["simulate", SEED_FUND, "--runs", "500", "--seed", "1"])
+    assert result.exit_code == 0
+    assert "P(TVPI < 1)" in result.output
+    assert re.search(r"TVPI\s+\d+\.\d\dx", result.output)
+
+
+def test_html_report_is_self_contained(tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(
+        main, ["simulate", SEED_FUND, "--runs", "500", "--seed", "1", "--html", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    assert html.count("<svg") == 3
+    assert "J-curve" in html and "TVPI" in html and "fan chart" in html
+    # Nothing is loaded from elsewhere: no src/href attributes, url() only to in-document
+    # fragments (SVG clip paths and hatches), no scripts.
+    assert not re.search(r"\s(src|href)\s*=", html)
+    assert re.findall(r"url\((?!#)", html) == []
+    assert "<script" not in html and "@import" not in html
+
+
+def test_invalid_fund_file_lists_every_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: X\nfund_size: -1\nvintage_year: 1990\nwaterfall: {carry: 0.9}\n")
+    result = CliRunner().invoke(main, ["model", str(bad)])
+    assert result.exit_code == 2
+    for path in ("/fund_size", "/vintage_year", "/model_inputs_as_of", "/waterfall/carry"):
+        assert path in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unreadable_inputs_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["model", str(tmp_path / "missing.yaml")]).exit_code == 2
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_bytes(b"\xff\xfe\x00 not yaml")
+    assert runner.invoke(main, ["model", str(garbage)]).exit_code == 2
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    assert runner.invoke(main, ["model", str(broken)]).exit_code == 2
+    assert runner.invoke(main, ["simulate", SEED_FUND, "--runs", "5"]).exit_code == 2
+
+
+def test_the_installed_command_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "updog", "model", SEED_FUND],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "TVPI" in proc.stdout

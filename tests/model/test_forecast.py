@@ -1,0 +1,232 @@
+"""Deterministic forecast: invariants on every example, known answers, property tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from engine_support import EXAMPLES, FIXTURE_FUNDS, load_yaml, minimal_spec_json
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from updog.model.forecast import run_forecast
+from updog.model.fund_cash import ConservationError, PortfolioFlows, run_fund_cash
+from updog.model.plan import build_plan, event_time_pmf, quarter_end, quarter_label
+from updog.model.spec import FundSpec
+
+CENT = 0.01
+
+
+def _check_invariants(spec: FundSpec) -> dict[str, Any]:
+    forecast = run_forecast(spec).to_dict()
+    rows = forecast["quarters"]
+    assert len(rows) == spec.horizon_quarters
+    paid = [r["paid_in"] for r in rows]
+    assert all(b >= a - CENT for a, b in zip(paid, paid[1:], strict=False)), "paid-in falls"
+    assert paid[-1] <= spec.fund_size + CENT
+    for r in rows:
+        sources = r["called"] + r["recycled"]
+        uses = r["invested_initial"] + r["invested_follow_on"] + r["fees"] + r["expenses"]
+        assert sources == pytest.approx(uses, abs=CENT)
+        assert r["lp_distributions"] + r["gp_carry"] == pytest.approx(
+            r["gross_proceeds"] - r["recycled"], abs=CENT
+        )
+        if r["dpi"] is not None:
+            assert r["dpi"] <= r["tvpi"] + 1e-12
+            assert r["dpi"] >= -1e-12 and r["rvpi"] >= -1e-12
+        assert r["nav"] >= -CENT and r["net_nav"] <= r["nav"] + CENT
+    s = forecast["summary"]
+    assert s["carry"] <= spec.waterfall.carry * max(0.0, s["distributions"] + s["carry"]
+                                                    - s["paid_in"]) + CENT
+    assert s["reserves"]["used"] <= s["reserves"]["planned"] + CENT
+    return forecast
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_examples_satisfy_the_invariants(path: Any) -> None:
+    forecast = _check_invariants(load_yaml(path))
+    s = forecast["summary"]
+    assert 0.5 < s["tvpi"] < 5.0
+    assert s["net_irr"] is not None and s["gross_irr"] is not None
+    assert s["gross_irr"] > s["net_irr"]
+    assert s["fees"] > 0 and s["carry"] >= 0
+
+
+def test_at_least_three_examples_exist() -> None:
+    names = {p.stem for p in EXAMPLES}
+    assert {"seed-fund", "series-a-fund", "growth-fund"} <= names
+
+
+def test_event_time_distribution() -> None:
+    pmf = event_time_pmf(18.0)
+    assert pmf[0] == 0.0 and pmf.sum() == pytest.approx(1.0)
+    mean_quarters = float((np.arange(pmf.size) * pmf).sum())
+    assert mean_quarters == pytest.approx(18.0 / 3.0, rel=0.1)
+    with pytest.raises(ValueError):
+        event_time_pmf(0.0)
+
+
+def test_quarter_calendar() -> None:
+    from datetime import date
+
+    assert quarter_label(date(2025, 2, 10), 0) == "2025Q1"
+    assert quarter_label(date(2025, 2, 10), 4) == "2026Q1"
+    assert quarter_end(date(2025, 11, 1), 1).isoformat() == "2026-03-31"
+    assert quarter_end(date(2025, 1, 1), 2).isoformat() == "2025-09-30"
+
+
+def _flows(q: int, **series: dict[int, float]) -> PortfolioFlows:
+    arrays = {}
+    for name in ("invested_initial", "invested_follow_on", "gross_proceeds", "nav",
+                 "cost_unrealised"):
+        a = np.zeros((1, q))
+        for k, v in series.get(name, {}).items():
+            a[0, k] = v
+        arrays[name] = a
+    return PortfolioFlows(**arrays)
+
+
+def _bare_spec(**waterfall: Any) -> FundSpec:
+    return FundSpec.model_validate(
+        minimal_spec_json(
+            fund_size=1000.0,
+            fund_life_years=3,
+            investment_period_years=1,
+            fees={"tiers": []},
+            waterfall={"carry": 0.2, "hurdle": 0.08, "catch_up": 1.0, **waterfall},
+            construction={"allocations": [{"stage": "seed", "share": 1, "initial_check": 1}]},
+        )
+    )
+
+
+def test_european_waterfall_known_answer() -> None:
+    """100 in, 150 back a year later: pref 8, full catch-up 2, then 40 split 32/8.
+    The GP ends with 10 = 20 % of the 50 profit; the LP with 140."""
+    spec = _bare_spec()
+    plan = build_plan(spec)
+    cash = run_fund_cash(spec, plan, _flows(12, invested_initial={0: 100.0},
+                                            gross_proceeds={4: 150.0}))
+    assert cash.called[0, 0] == pytest.approx(100.0)
+    assert cash.gp_carry[0, 4] == pytest.approx(10.0)
+    assert cash.lp_distributions[0, 4] == pytest.approx(140.0)
+
+
+def test_no_catch_up_splits_the_excess_only() -> None:
+    spec = _bare_spec(catch_up=0.0)
+    cash = run_fund_cash(spec, build_plan(spec),
+                         _flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 150.0}))
+    # 100 capital, 8 pref, the remaining 42 split 80/20.
+    assert cash.gp_carry[0, 4] == pytest.approx(0.2 * 42.0)
+
+
+def test_below_hurdle_pays_no_carry() -> None:
+    spec = _bare_spec()
+    cash = run_fund_cash(spec, build_plan(spec),
+                         _flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 107.0}))
+    assert cash.gp_carry.sum() == 0.0
+    assert cash.lp_distributions[0, 4] == pytest.approx(107.0)
+
+
+def test_clawback_returns_all_carry_when_the_fund_ends_below_cost() -> None:
+    spec = _bare_spec()
+    cash = run_fund_cash(
+        spec, build_plan(spec),
+        _flows(12, invested_initial={0: 100.0}, invested_follow_on={6: 100.0},
+               gross_proceeds={4: 150.0}),
+    )
+    assert cash.gp_carry[0, 4] == pytest.approx(10.0)
+    assert cash.clawback[0, -1] == pytest.approx(10.0)
+    assert cash.gp_carry.sum() == pytest.approx(0.0, abs=1e-9)
+    assert cash.lp_distributions.sum() == pytest.approx(150.0)
+
+
+def test_conservation_failure_is_detected() -> None:
+    spec = _bare_spec()
+    flows = _flows(12, invested_initial={0: 100.0})
+    flows.gross_proceeds[0, 3] = np.nan
+    with pytest.raises(ConservationError):
+        run_fund_cash(spec, build_plan(spec), flows)
+
+
+def test_zero_carry_gives_all_proceeds_to_lps_and_no_fees_means_paid_in_is_invested() -> None:
+    spec = FundSpec.model_validate(
+        minimal_spec_json(fees={"tiers": []}, waterfall={"carry": 0.0})
+    )
+    s = run_forecast(spec).summary
+    assert s["carry"] == 0.0
+    assert s["paid_in"] == pytest.approx(s["invested"], abs=CENT)
+    assert s["distributions"] == pytest.approx(s["gross_proceeds"], abs=CENT)
+
+
+def test_a_single_certain_exit_returns_its_multiple() -> None:
+    band = {"min_multiple": 3.0, "max_multiple": 3.0 + 1e-9, "probability": 1.0}
+    spec = FundSpec.model_validate(
+        minimal_spec_json(
+            fees={"tiers": []},
+            stages=[{"name": "seed", "round_size": 2e6, "post_money": 10e6,
+                     "graduation_rate": 0.0, "exit_rate": 1.0, "months_to_exit": 12,
+                     "outcomes": {"bands": [band]}}],
+            construction={"reserve_ratio": 0.0,
+                          "allocations": [{"stage": "seed", "share": 1.0,
+                                           "initial_check": 1e6}]},
+        )
+    )
+    s = run_forecast(spec).summary
+    assert s["moic"] == pytest.approx(3.0, rel=1e-6)
+    assert s["companies"]["exited"] == pytest.approx(50.0, rel=1e-9)
+    assert s["companies"]["failed"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_plan_fails_clearly_when_fees_eat_the_fund() -> None:
+    spec = FundSpec.model_validate(
+        minimal_spec_json(
+            fund_size=1e6,
+            expenses=[{"category": "admin", "annual_amount": 200_000}],
+        )
+    )
+    with pytest.raises(ValueError, match="nothing left to invest"):
+        build_plan(spec)
+
+
+def test_linear_fixture_runs() -> None:
+    _check_invariants(load_yaml(FIXTURE_FUNDS / "linear.yaml"))
+
+
+spec_strategy = st.fixed_dictionaries(
+    {
+        "fund_size": st.floats(20e6, 1e9),
+        "reserve_ratio": st.floats(0.0, 0.8),
+        "carry": st.floats(0.0, 0.5),
+        "hurdle": st.floats(0.0, 0.2),
+        "catch_up": st.floats(0.0, 1.0),
+        "basis": st.sampled_from(["committed", "called_cumulative", "called_net_of_returns",
+                                  "invested_cost", "nav"]),
+        "rate": st.floats(0.0, 0.05),
+        "recycle": st.booleans(),
+        "curve": st.sampled_from(["linear", "front", "back"]),
+        "evergreen": st.booleans(),
+        "participation": st.floats(0.0, 1.0),
+    }
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec_strategy)
+def test_invariants_hold_for_random_funds(p: dict[str, Any]) -> None:
+    spec = FundSpec.model_validate(
+        minimal_spec_json(
+            fund_size=p["fund_size"],
+            evergreen=p["evergreen"],
+            fees={"tiers": [{"rate": p["rate"], "basis": p["basis"]}]},
+            waterfall={"carry": p["carry"], "hurdle": p["hurdle"], "catch_up": p["catch_up"]},
+            recycling={"enabled": p["recycle"]},
+            construction={
+                "reserve_ratio": p["reserve_ratio"],
+                "deployment_curve": p["curve"],
+                "allocations": [{"stage": "seed", "share": 1.0, "initial_check": 1e6,
+                                 "participation": p["participation"]}],
+            },
+        )
+    )
+    _check_invariants(spec)

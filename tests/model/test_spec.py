@@ -1,0 +1,220 @@
+"""FundSpec validation: every rule, good and bad, all errors at once, JSON Pointer paths."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import pytest
+from engine_support import EXAMPLES, load_yaml, minimal_spec_json
+
+from updog.model.spec import (
+    FundSpec,
+    SpecError,
+    bounded_pareto_mean,
+    expected_multiple,
+    load_spec,
+    spec_hash,
+    validate_draft,
+    validate_publish,
+)
+
+
+def test_minimal_spec_publishes_with_documented_defaults() -> None:
+    spec, errors, warnings = validate_publish(minimal_spec_json())
+    assert errors == [] and warnings == []
+    assert spec is not None
+    assert spec.fund_life_years == 10 and spec.investment_period_years == 5
+    assert spec.fees.tiers[0].rate == 0.02 and spec.fees.tiers[0].basis == "committed"
+    assert spec.waterfall.carry == 0.20 and spec.waterfall.hurdle == 0.08
+    assert spec.waterfall.catch_up == 1.0 and spec.waterfall.type == "european"
+    assert spec.recycling.enabled is False and spec.recycling.cap_ratio == 0.15
+    assert spec.construction.reserve_ratio == 0.4
+    assert spec.first_close_date.isoformat() == "2025-01-01"
+    assert spec.horizon_quarters == 40
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_examples_are_valid(path: Any) -> None:
+    spec = load_yaml(path)
+    assert spec.fund_size > 0
+
+
+def _spec_with(mutate: Any) -> dict[str, Any]:
+    data = minimal_spec_json()
+    data["stages"] = [
+        {"name": "seed", "round_size": 3e6, "post_money": 15e6, "graduation_rate": 0.4,
+         "exit_rate": 0.1},
+        {"name": "series-a", "round_size": 10e6, "post_money": 50e6, "graduation_rate": 0.0,
+         "exit_rate": 0.6},
+    ]
+    data["construction"] = {
+        "allocations": [{"stage": "seed", "share": 1.0, "initial_check": 1e6}],
+    }
+    mutate(data)
+    return data
+
+
+def _set(pointer: str, value: Any) -> Any:
+    def mutate(data: dict[str, Any]) -> None:
+        parts = pointer.strip("/").split("/")
+        node: Any = data
+        for part in parts[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        last = parts[-1]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+
+    return mutate
+
+
+BAD_CASES = [
+    ("/fund_size", 0, "/fund_size", "OUT_OF_RANGE"),
+    ("/fund_size", -5, "/fund_size", "OUT_OF_RANGE"),
+    ("/fund_size", "lots", "/fund_size", "INVALID_FLOAT_PARSING"),
+    ("/vintage_year", 1999, "/vintage_year", "OUT_OF_RANGE"),
+    ("/vintage_year", 2101, "/vintage_year", "OUT_OF_RANGE"),
+    ("/model_inputs_as_of", "yesterday", "/model_inputs_as_of", "INVALID_DATE_FROM_DATETIME_PARSING"),
+    ("/name", "", "/name", "TOO_SHORT"),
+    ("/fund_life_years", 21, "/fund_life_years", "OUT_OF_RANGE"),
+    ("/fund_life_years", 0, "/fund_life_years", "OUT_OF_RANGE"),
+    ("/investment_period_years", 11, "/investment_period_years", "OUT_OF_RANGE"),
+    ("/first_close", "2024-06-30", "/first_close", "FIRST_CLOSE_OUTSIDE_VINTAGE"),
+    ("/fees/tiers", [{"rate": 0.06}], "/fees/tiers/0/rate", "OUT_OF_RANGE"),
+    ("/fees/tiers", [{"rate": -0.01}], "/fees/tiers/0/rate", "OUT_OF_RANGE"),
+    ("/fees/tiers", [{"basis": "gross"}], "/fees/tiers/0/basis", "NOT_ALLOWED"),
+    ("/fees/tiers", [{"start_year": 5, "end_year": 3}], "/fees/tiers/0/end_year",
+     "END_BEFORE_START"),
+    ("/fees/tiers", [{"start_year": 1, "end_year": 5}, {"start_year": 5, "end_year": 10}],
+     "/fees/tiers/1/start_year", "TIERS_OVERLAP_OR_UNORDERED"),
+    ("/expenses", [{"category": "audit", "annual_amount": -1}], "/expenses/0/annual_amount",
+     "OUT_OF_RANGE"),
+    ("/waterfall/carry", 0.6, "/waterfall/carry", "OUT_OF_RANGE"),
+    ("/waterfall/hurdle", 0.25, "/waterfall/hurdle", "OUT_OF_RANGE"),
+    ("/waterfall/catch_up", 1.5, "/waterfall/catch_up", "OUT_OF_RANGE"),
+    ("/waterfall/type", "asian", "/waterfall/type", "NOT_ALLOWED"),
+    ("/waterfall/type", "american", "/waterfall/type", "NOT_SUPPORTED_YET"),
+    ("/recycling/cap_ratio", 0.3, "/recycling/cap_ratio", "OUT_OF_RANGE"),
+    ("/stages/0/graduation_rate", 0.95, "/stages/0/graduation_rate", "RATES_EXCEED_ONE"),
+    ("/stages/0/round_size", 20e6, "/stages/0/round_size", "ROUND_ABOVE_POST_MONEY"),
+    ("/stages/1/graduation_rate", 0.2, "/stages/1/graduation_rate", "LAST_STAGE_GRADUATES"),
+    ("/stages/1/name", "seed", "/stages/1/name", "DUPLICATE_STAGE"),
+    ("/stages/0/outcomes", {"bands": [{"min_multiple": 0, "max_multiple": 1, "probability": 0.5}]},
+     "/stages/0/outcomes/bands", "PROBABILITIES_NOT_ONE"),
+    ("/stages/0/outcomes", {"bands": [
+        {"min_multiple": 1, "max_multiple": 3, "probability": 0.5},
+        {"min_multiple": 2, "max_multiple": 9, "probability": 0.5}]},
+     "/stages/0/outcomes/bands/1/min_multiple", "BANDS_OVERLAP_OR_UNORDERED"),
+    ("/stages/0/outcomes", {"bands": [{"min_multiple": 3, "max_multiple": 3, "probability": 1}]},
+     "/stages/0/outcomes/bands/0/max_multiple", "EMPTY_BAND"),
+    ("/stages/0/outcomes", {"bands": [{"min_multiple": 0, "max_multiple": 3, "probability": 1}]},
+     "/stages/0/outcomes/bands/0/min_multiple", "TAIL_NEEDS_POSITIVE_MIN"),
+    ("/construction/allocations/0/share", 0.5, "/construction/allocations", "SHARES_NOT_ONE"),
+    ("/construction/allocations/0/stage", "series-z", "/construction/allocations/0/stage",
+     "UNKNOWN_STAGE"),
+    ("/construction/allocations/0/initial_check", 60e6,
+     "/construction/allocations/0/initial_check", "CHECK_ABOVE_FUND_SIZE"),
+    ("/construction/allocations/0/initial_check", 20e6,
+     "/construction/allocations/0/initial_check", "CHECK_ABOVE_POST_MONEY"),
+    ("/construction/allocations/0/follow_on", "fixed",
+     "/construction/allocations/0/follow_on_check", "FOLLOW_ON_CHECK_REQUIRED"),
+    ("/construction/reserve_ratio", 0.9, "/construction/reserve_ratio", "OUT_OF_RANGE"),
+    ("/construction/deployment_curve", "sideways", "/construction/deployment_curve",
+     "NOT_ALLOWED"),
+    ("/sectors", [{"name": "a", "share": 0.7}, {"name": "b", "share": 0.7}], "/sectors",
+     "SECTOR_SHARES_ABOVE_ONE"),
+    ("/surprise", 1, "/surprise", "UNKNOWN_FIELD"),
+]
+
+
+@pytest.mark.parametrize(("pointer", "value", "path", "code"), BAD_CASES,
+                         ids=[f"{c[3]}:{c[0]}" for c in BAD_CASES])
+def test_each_rule_rejects_with_its_path(pointer: str, value: Any, path: str, code: str) -> None:
+    spec, errors, _ = validate_publish(_spec_with(_set(pointer, value)))
+    assert spec is None
+    assert {"path": path, "code": code} in [{"path": e["path"], "code": e["code"]} for e in errors]
+    assert all(e["message"] for e in errors)
+
+
+def test_the_base_of_the_bad_cases_is_valid() -> None:
+    spec, errors, _ = validate_publish(_spec_with(lambda d: None))
+    assert errors == [] and spec is not None
+
+
+def test_all_errors_are_reported_at_once() -> None:
+    def mutate(d: dict[str, Any]) -> None:
+        d["fund_size"] = -1
+        d["stages"][0]["graduation_rate"] = 0.99
+        d["fees"] = {"tiers": [{"rate": 0.2}]}
+        d["waterfall"] = {"carry": 0.9}
+
+    _, errors, _ = validate_publish(_spec_with(mutate))
+    paths = {e["path"] for e in errors}
+    assert {"/fund_size", "/stages/0/graduation_rate", "/fees/tiers/0/rate",
+            "/waterfall/carry"} <= paths
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_rejected(value: float) -> None:
+    _, errors, _ = validate_publish(minimal_spec_json(fund_size=value))
+    assert [e["path"] for e in errors] == ["/fund_size"]
+
+
+def test_missing_required_fields_block_publish_but_not_a_draft() -> None:
+    _, errors, _ = validate_publish({"name": "Half done"})
+    assert {e["path"] for e in errors} == {"/fund_size", "/vintage_year", "/model_inputs_as_of"}
+    assert all(e["code"] == "REQUIRED" for e in errors)
+    assert validate_draft({"name": "Half done"}) == []
+    assert validate_draft({}) == []
+
+
+def test_a_draft_still_checks_types_and_ranges() -> None:
+    issues = validate_draft({"fund_size": -3, "waterfall": {"carry": 2}})
+    assert {i["path"] for i in issues} == {"/fund_size", "/waterfall/carry"}
+    assert validate_draft([1, 2]) == [
+        {"path": "", "code": "NOT_AN_OBJECT", "message": "a fund spec must be a JSON object"}
+    ]
+
+
+def test_a_draft_without_vintage_does_not_complain_about_first_close() -> None:
+    assert validate_draft({"first_close": "2031-03-01"}) == []
+
+
+def test_warnings_do_not_block() -> None:
+    spec, errors, warnings = validate_publish(
+        _spec_with(_set("/construction/reserve_ratio", 0.1))
+    )
+    assert spec is not None and errors == []
+    assert [w["code"] for w in warnings] == ["RESERVE_RATIO_UNUSUAL"]
+
+
+def test_load_spec_raises_with_every_issue() -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec({"name": "x"})
+    assert len(info.value.issues) == 3
+    assert "/fund_size" in str(info.value)
+
+
+def test_spec_hash_ignores_key_order_and_sees_values() -> None:
+    a = minimal_spec_json()
+    b = dict(reversed(list(a.items())))
+    assert spec_hash(a) == spec_hash(b)
+    c = copy.deepcopy(a)
+    c["fund_size"] = 50_000_001
+    assert spec_hash(a) != spec_hash(c)
+
+
+def test_expected_multiple_of_bands() -> None:
+    spec = FundSpec.model_validate(minimal_spec_json())
+    seed = spec.stages[1].outcomes
+    # 0.7·0.5 + 0.15·2 + 0.10·6.5 + 0.04·30 + 0.01·E[Pareto(50, 200, 1.16)]
+    tail = bounded_pareto_mean(50, 200, 1.16)
+    assert 50 < tail < 200
+    assert expected_multiple(seed) == pytest.approx(0.35 + 0.3 + 0.65 + 1.2 + 0.01 * tail)
+    # α = 1 limit and a numeric check of the formula
+    assert bounded_pareto_mean(1, 10, 1.0) == pytest.approx(
+        bounded_pareto_mean(1, 10, 1.0 + 1e-9), rel=1e-6
+    )
