@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner
-from engine_support import EXAMPLES
 
+from engine_support import EXAMPLES
 from updog.cli import main
 
 SEED_FUND = str(next(p for p in EXAMPLES if p.stem == "seed-fund"))
@@ -19,9 +19,21 @@ SEED_FUND = str(next(p for p in EXAMPLES if p.stem == "seed-fund"))
 def test_model_prints_a_summary_table() -> None:
     result = CliRunner().invoke(main, ["model", SEED_FUND])
     assert result.exit_code == 0, result.output
-    for label in ("Paid-in", "Distributions", "NAV", "DPI", "TVPI", "Net IRR", "Gross multiple",
-                  "Management fees", "Carried interest", "Companies: initial",
-                  "Companies: graduated", "Companies: exited", "Companies: failed"):
+    for label in (
+        "Paid-in",
+        "Distributions",
+        "NAV",
+        "DPI",
+        "TVPI",
+        "Net IRR",
+        "Gross multiple",
+        "Management fees",
+        "Carried interest",
+        "Companies: initial",
+        "Companies: graduated",
+        "Companies: exited",
+        "Companies: failed",
+    ):
         assert label in result.output
 
 
@@ -95,7 +107,10 @@ def test_unreadable_inputs_exit_2(tmp_path: Path) -> None:
 def test_the_installed_command_runs() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "updog", "model", SEED_FUND],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "TVPI" in proc.stdout

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 import pytest
-from engine_support import EXAMPLES, FIXTURE_FUNDS, load_yaml, minimal_spec_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine_support import EXAMPLES, FIXTURE_FUNDS, load_yaml, minimal_spec_json
 from updog.model.forecast import run_forecast
 from updog.model.fund_cash import ConservationError, PortfolioFlows, run_fund_cash
 from updog.model.plan import build_plan, event_time_pmf, quarter_end, quarter_label
@@ -23,7 +24,7 @@ def _check_invariants(spec: FundSpec) -> dict[str, Any]:
     rows = forecast["quarters"]
     assert len(rows) == spec.horizon_quarters
     paid = [r["paid_in"] for r in rows]
-    assert all(b >= a - CENT for a, b in zip(paid, paid[1:], strict=False)), "paid-in falls"
+    assert all(b >= a - CENT for a, b in itertools.pairwise(paid)), "paid-in falls"
     assert paid[-1] <= spec.fund_size + CENT
     for r in rows:
         sources = r["called"] + r["recycled"]
@@ -37,8 +38,10 @@ def _check_invariants(spec: FundSpec) -> dict[str, Any]:
             assert r["dpi"] >= -1e-12 and r["rvpi"] >= -1e-12
         assert r["nav"] >= -CENT and r["net_nav"] <= r["nav"] + CENT
     s = forecast["summary"]
-    assert s["carry"] <= spec.waterfall.carry * max(0.0, s["distributions"] + s["carry"]
-                                                    - s["paid_in"]) + CENT
+    assert (
+        s["carry"]
+        <= spec.waterfall.carry * max(0.0, s["distributions"] + s["carry"] - s["paid_in"]) + CENT
+    )
     assert s["reserves"]["used"] <= s["reserves"]["planned"] + CENT
     return forecast
 
@@ -78,8 +81,13 @@ def test_quarter_calendar() -> None:
 
 def _flows(q: int, **series: dict[int, float]) -> PortfolioFlows:
     arrays = {}
-    for name in ("invested_initial", "invested_follow_on", "gross_proceeds", "nav",
-                 "cost_unrealised"):
+    for name in (
+        "invested_initial",
+        "invested_follow_on",
+        "gross_proceeds",
+        "nav",
+        "cost_unrealised",
+    ):
         a = np.zeros((1, q))
         for k, v in series.get(name, {}).items():
             a[0, k] = v
@@ -105,8 +113,9 @@ def test_european_waterfall_known_answer() -> None:
     The GP ends with 10 = 20 % of the 50 profit; the LP with 140."""
     spec = _bare_spec()
     plan = build_plan(spec)
-    cash = run_fund_cash(spec, plan, _flows(12, invested_initial={0: 100.0},
-                                            gross_proceeds={4: 150.0}))
+    cash = run_fund_cash(
+        spec, plan, _flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 150.0})
+    )
     assert cash.called[0, 0] == pytest.approx(100.0)
     assert cash.gp_carry[0, 4] == pytest.approx(10.0)
     assert cash.lp_distributions[0, 4] == pytest.approx(140.0)
@@ -114,16 +123,18 @@ def test_european_waterfall_known_answer() -> None:
 
 def test_no_catch_up_splits_the_excess_only() -> None:
     spec = _bare_spec(catch_up=0.0)
-    cash = run_fund_cash(spec, build_plan(spec),
-                         _flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 150.0}))
+    cash = run_fund_cash(
+        spec, build_plan(spec), _flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 150.0})
+    )
     # 100 capital, 8 pref, the remaining 42 split 80/20.
     assert cash.gp_carry[0, 4] == pytest.approx(0.2 * 42.0)
 
 
 def test_below_hurdle_pays_no_carry() -> None:
     spec = _bare_spec()
-    cash = run_fund_cash(spec, build_plan(spec),
-                         _flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 107.0}))
+    cash = run_fund_cash(
+        spec, build_plan(spec), _flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 107.0})
+    )
     assert cash.gp_carry.sum() == 0.0
     assert cash.lp_distributions[0, 4] == pytest.approx(107.0)
 
@@ -131,9 +142,14 @@ def test_below_hurdle_pays_no_carry() -> None:
 def test_clawback_returns_all_carry_when_the_fund_ends_below_cost() -> None:
     spec = _bare_spec()
     cash = run_fund_cash(
-        spec, build_plan(spec),
-        _flows(12, invested_initial={0: 100.0}, invested_follow_on={6: 100.0},
-               gross_proceeds={4: 150.0}),
+        spec,
+        build_plan(spec),
+        _flows(
+            12,
+            invested_initial={0: 100.0},
+            invested_follow_on={6: 100.0},
+            gross_proceeds={4: 150.0},
+        ),
     )
     assert cash.gp_carry[0, 4] == pytest.approx(10.0)
     assert cash.clawback[0, -1] == pytest.approx(10.0)
@@ -150,9 +166,7 @@ def test_conservation_failure_is_detected() -> None:
 
 
 def test_zero_carry_gives_all_proceeds_to_lps_and_no_fees_means_paid_in_is_invested() -> None:
-    spec = FundSpec.model_validate(
-        minimal_spec_json(fees={"tiers": []}, waterfall={"carry": 0.0})
-    )
+    spec = FundSpec.model_validate(minimal_spec_json(fees={"tiers": []}, waterfall={"carry": 0.0}))
     s = run_forecast(spec).summary
     assert s["carry"] == 0.0
     assert s["paid_in"] == pytest.approx(s["invested"], abs=CENT)
@@ -164,12 +178,21 @@ def test_a_single_certain_exit_returns_its_multiple() -> None:
     spec = FundSpec.model_validate(
         minimal_spec_json(
             fees={"tiers": []},
-            stages=[{"name": "seed", "round_size": 2e6, "post_money": 10e6,
-                     "graduation_rate": 0.0, "exit_rate": 1.0, "months_to_exit": 12,
-                     "outcomes": {"bands": [band]}}],
-            construction={"reserve_ratio": 0.0,
-                          "allocations": [{"stage": "seed", "share": 1.0,
-                                           "initial_check": 1e6}]},
+            stages=[
+                {
+                    "name": "seed",
+                    "round_size": 2e6,
+                    "post_money": 10e6,
+                    "graduation_rate": 0.0,
+                    "exit_rate": 1.0,
+                    "months_to_exit": 12,
+                    "outcomes": {"bands": [band]},
+                }
+            ],
+            construction={
+                "reserve_ratio": 0.0,
+                "allocations": [{"stage": "seed", "share": 1.0, "initial_check": 1e6}],
+            },
         )
     )
     s = run_forecast(spec).summary
@@ -200,8 +223,9 @@ spec_strategy = st.fixed_dictionaries(
         "carry": st.floats(0.0, 0.5),
         "hurdle": st.floats(0.0, 0.2),
         "catch_up": st.floats(0.0, 1.0),
-        "basis": st.sampled_from(["committed", "called_cumulative", "called_net_of_returns",
-                                  "invested_cost", "nav"]),
+        "basis": st.sampled_from(
+            ["committed", "called_cumulative", "called_net_of_returns", "invested_cost", "nav"]
+        ),
         "rate": st.floats(0.0, 0.05),
         "recycle": st.booleans(),
         "curve": st.sampled_from(["linear", "front", "back"]),
@@ -224,8 +248,14 @@ def test_invariants_hold_for_random_funds(p: dict[str, Any]) -> None:
             construction={
                 "reserve_ratio": p["reserve_ratio"],
                 "deployment_curve": p["curve"],
-                "allocations": [{"stage": "seed", "share": 1.0, "initial_check": 1e6,
-                                 "participation": p["participation"]}],
+                "allocations": [
+                    {
+                        "stage": "seed",
+                        "share": 1.0,
+                        "initial_check": 1e6,
+                        "participation": p["participation"],
+                    }
+                ],
             },
         )
     )

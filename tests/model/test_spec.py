@@ -7,8 +7,8 @@ import math
 from typing import Any
 
 import pytest
-from engine_support import EXAMPLES, load_yaml, minimal_spec_json
 
+from engine_support import EXAMPLES, load_yaml, minimal_spec_json
 from updog.model.spec import (
     FundSpec,
     SpecError,
@@ -44,10 +44,20 @@ def test_examples_are_valid(path: Any) -> None:
 def _spec_with(mutate: Any) -> dict[str, Any]:
     data = minimal_spec_json()
     data["stages"] = [
-        {"name": "seed", "round_size": 3e6, "post_money": 15e6, "graduation_rate": 0.4,
-         "exit_rate": 0.1},
-        {"name": "series-a", "round_size": 10e6, "post_money": 50e6, "graduation_rate": 0.0,
-         "exit_rate": 0.6},
+        {
+            "name": "seed",
+            "round_size": 3e6,
+            "post_money": 15e6,
+            "graduation_rate": 0.4,
+            "exit_rate": 0.1,
+        },
+        {
+            "name": "series-a",
+            "round_size": 10e6,
+            "post_money": 50e6,
+            "graduation_rate": 0.0,
+            "exit_rate": 0.6,
+        },
     ]
     data["construction"] = {
         "allocations": [{"stage": "seed", "share": 1.0, "initial_check": 1e6}],
@@ -77,7 +87,12 @@ BAD_CASES = [
     ("/fund_size", "lots", "/fund_size", "INVALID_FLOAT_PARSING"),
     ("/vintage_year", 1999, "/vintage_year", "OUT_OF_RANGE"),
     ("/vintage_year", 2101, "/vintage_year", "OUT_OF_RANGE"),
-    ("/model_inputs_as_of", "yesterday", "/model_inputs_as_of", "INVALID_DATE_FROM_DATETIME_PARSING"),
+    (
+        "/model_inputs_as_of",
+        "yesterday",
+        "/model_inputs_as_of",
+        "INVALID_DATE_FROM_DATETIME_PARSING",
+    ),
     ("/name", "", "/name", "TOO_SHORT"),
     ("/fund_life_years", 21, "/fund_life_years", "OUT_OF_RANGE"),
     ("/fund_life_years", 0, "/fund_life_years", "OUT_OF_RANGE"),
@@ -86,12 +101,24 @@ BAD_CASES = [
     ("/fees/tiers", [{"rate": 0.06}], "/fees/tiers/0/rate", "OUT_OF_RANGE"),
     ("/fees/tiers", [{"rate": -0.01}], "/fees/tiers/0/rate", "OUT_OF_RANGE"),
     ("/fees/tiers", [{"basis": "gross"}], "/fees/tiers/0/basis", "NOT_ALLOWED"),
-    ("/fees/tiers", [{"start_year": 5, "end_year": 3}], "/fees/tiers/0/end_year",
-     "END_BEFORE_START"),
-    ("/fees/tiers", [{"start_year": 1, "end_year": 5}, {"start_year": 5, "end_year": 10}],
-     "/fees/tiers/1/start_year", "TIERS_OVERLAP_OR_UNORDERED"),
-    ("/expenses", [{"category": "audit", "annual_amount": -1}], "/expenses/0/annual_amount",
-     "OUT_OF_RANGE"),
+    (
+        "/fees/tiers",
+        [{"start_year": 5, "end_year": 3}],
+        "/fees/tiers/0/end_year",
+        "END_BEFORE_START",
+    ),
+    (
+        "/fees/tiers",
+        [{"start_year": 1, "end_year": 5}, {"start_year": 5, "end_year": 10}],
+        "/fees/tiers/1/start_year",
+        "TIERS_OVERLAP_OR_UNORDERED",
+    ),
+    (
+        "/expenses",
+        [{"category": "audit", "annual_amount": -1}],
+        "/expenses/0/annual_amount",
+        "OUT_OF_RANGE",
+    ),
     ("/waterfall/carry", 0.6, "/waterfall/carry", "OUT_OF_RANGE"),
     ("/waterfall/hurdle", 0.25, "/waterfall/hurdle", "OUT_OF_RANGE"),
     ("/waterfall/catch_up", 1.5, "/waterfall/catch_up", "OUT_OF_RANGE"),
@@ -102,36 +129,75 @@ BAD_CASES = [
     ("/stages/0/round_size", 20e6, "/stages/0/round_size", "ROUND_ABOVE_POST_MONEY"),
     ("/stages/1/graduation_rate", 0.2, "/stages/1/graduation_rate", "LAST_STAGE_GRADUATES"),
     ("/stages/1/name", "seed", "/stages/1/name", "DUPLICATE_STAGE"),
-    ("/stages/0/outcomes", {"bands": [{"min_multiple": 0, "max_multiple": 1, "probability": 0.5}]},
-     "/stages/0/outcomes/bands", "PROBABILITIES_NOT_ONE"),
-    ("/stages/0/outcomes", {"bands": [
-        {"min_multiple": 1, "max_multiple": 3, "probability": 0.5},
-        {"min_multiple": 2, "max_multiple": 9, "probability": 0.5}]},
-     "/stages/0/outcomes/bands/1/min_multiple", "BANDS_OVERLAP_OR_UNORDERED"),
-    ("/stages/0/outcomes", {"bands": [{"min_multiple": 3, "max_multiple": 3, "probability": 1}]},
-     "/stages/0/outcomes/bands/0/max_multiple", "EMPTY_BAND"),
-    ("/stages/0/outcomes", {"bands": [{"min_multiple": 0, "max_multiple": 3, "probability": 1}]},
-     "/stages/0/outcomes/bands/0/min_multiple", "TAIL_NEEDS_POSITIVE_MIN"),
+    (
+        "/stages/0/outcomes",
+        {"bands": [{"min_multiple": 0, "max_multiple": 1, "probability": 0.5}]},
+        "/stages/0/outcomes/bands",
+        "PROBABILITIES_NOT_ONE",
+    ),
+    (
+        "/stages/0/outcomes",
+        {
+            "bands": [
+                {"min_multiple": 1, "max_multiple": 3, "probability": 0.5},
+                {"min_multiple": 2, "max_multiple": 9, "probability": 0.5},
+            ]
+        },
+        "/stages/0/outcomes/bands/1/min_multiple",
+        "BANDS_OVERLAP_OR_UNORDERED",
+    ),
+    (
+        "/stages/0/outcomes",
+        {"bands": [{"min_multiple": 3, "max_multiple": 3, "probability": 1}]},
+        "/stages/0/outcomes/bands/0/max_multiple",
+        "EMPTY_BAND",
+    ),
+    (
+        "/stages/0/outcomes",
+        {"bands": [{"min_multiple": 0, "max_multiple": 3, "probability": 1}]},
+        "/stages/0/outcomes/bands/0/min_multiple",
+        "TAIL_NEEDS_POSITIVE_MIN",
+    ),
     ("/construction/allocations/0/share", 0.5, "/construction/allocations", "SHARES_NOT_ONE"),
-    ("/construction/allocations/0/stage", "series-z", "/construction/allocations/0/stage",
-     "UNKNOWN_STAGE"),
-    ("/construction/allocations/0/initial_check", 60e6,
-     "/construction/allocations/0/initial_check", "CHECK_ABOVE_FUND_SIZE"),
-    ("/construction/allocations/0/initial_check", 20e6,
-     "/construction/allocations/0/initial_check", "CHECK_ABOVE_POST_MONEY"),
-    ("/construction/allocations/0/follow_on", "fixed",
-     "/construction/allocations/0/follow_on_check", "FOLLOW_ON_CHECK_REQUIRED"),
+    (
+        "/construction/allocations/0/stage",
+        "series-z",
+        "/construction/allocations/0/stage",
+        "UNKNOWN_STAGE",
+    ),
+    (
+        "/construction/allocations/0/initial_check",
+        60e6,
+        "/construction/allocations/0/initial_check",
+        "CHECK_ABOVE_FUND_SIZE",
+    ),
+    (
+        "/construction/allocations/0/initial_check",
+        20e6,
+        "/construction/allocations/0/initial_check",
+        "CHECK_ABOVE_POST_MONEY",
+    ),
+    (
+        "/construction/allocations/0/follow_on",
+        "fixed",
+        "/construction/allocations/0/follow_on_check",
+        "FOLLOW_ON_CHECK_REQUIRED",
+    ),
     ("/construction/reserve_ratio", 0.9, "/construction/reserve_ratio", "OUT_OF_RANGE"),
-    ("/construction/deployment_curve", "sideways", "/construction/deployment_curve",
-     "NOT_ALLOWED"),
-    ("/sectors", [{"name": "a", "share": 0.7}, {"name": "b", "share": 0.7}], "/sectors",
-     "SECTOR_SHARES_ABOVE_ONE"),
+    ("/construction/deployment_curve", "sideways", "/construction/deployment_curve", "NOT_ALLOWED"),
+    (
+        "/sectors",
+        [{"name": "a", "share": 0.7}, {"name": "b", "share": 0.7}],
+        "/sectors",
+        "SECTOR_SHARES_ABOVE_ONE",
+    ),
     ("/surprise", 1, "/surprise", "UNKNOWN_FIELD"),
 ]
 
 
-@pytest.mark.parametrize(("pointer", "value", "path", "code"), BAD_CASES,
-                         ids=[f"{c[3]}:{c[0]}" for c in BAD_CASES])
+@pytest.mark.parametrize(
+    ("pointer", "value", "path", "code"), BAD_CASES, ids=[f"{c[3]}:{c[0]}" for c in BAD_CASES]
+)
 def test_each_rule_rejects_with_its_path(pointer: str, value: Any, path: str, code: str) -> None:
     spec, errors, _ = validate_publish(_spec_with(_set(pointer, value)))
     assert spec is None
@@ -153,8 +219,12 @@ def test_all_errors_are_reported_at_once() -> None:
 
     _, errors, _ = validate_publish(_spec_with(mutate))
     paths = {e["path"] for e in errors}
-    assert {"/fund_size", "/stages/0/graduation_rate", "/fees/tiers/0/rate",
-            "/waterfall/carry"} <= paths
+    assert {
+        "/fund_size",
+        "/stages/0/graduation_rate",
+        "/fees/tiers/0/rate",
+        "/waterfall/carry",
+    } <= paths
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
@@ -184,9 +254,7 @@ def test_a_draft_without_vintage_does_not_complain_about_first_close() -> None:
 
 
 def test_warnings_do_not_block() -> None:
-    spec, errors, warnings = validate_publish(
-        _spec_with(_set("/construction/reserve_ratio", 0.1))
-    )
+    spec, errors, warnings = validate_publish(_spec_with(_set("/construction/reserve_ratio", 0.1)))
     assert spec is not None and errors == []
     assert [w["code"] for w in warnings] == ["RESERVE_RATIO_UNUSUAL"]
 

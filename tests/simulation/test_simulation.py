@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from engine_support import EXAMPLES, FIXTURE_FUNDS, load_yaml, minimal_spec_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine_support import EXAMPLES, FIXTURE_FUNDS, load_yaml, minimal_spec_json
 from updog.model.forecast import run_forecast
 from updog.model.plan import build_plan
 from updog.model.spec import FundSpec
@@ -127,10 +127,16 @@ def test_negative_seed_is_rejected(seed_fund: FundSpec) -> None:
 def test_an_all_failure_fund_is_a_total_loss() -> None:
     spec = FundSpec.model_validate(
         minimal_spec_json(
-            stages=[{"name": "seed", "round_size": 2e6, "post_money": 10e6,
-                     "graduation_rate": 0.0, "exit_rate": 0.0}],
-            construction={"allocations": [{"stage": "seed", "share": 1.0,
-                                           "initial_check": 1e6}]},
+            stages=[
+                {
+                    "name": "seed",
+                    "round_size": 2e6,
+                    "post_money": 10e6,
+                    "graduation_rate": 0.0,
+                    "exit_rate": 0.0,
+                }
+            ],
+            construction={"allocations": [{"stage": "seed", "share": 1.0, "initial_check": 1e6}]},
         )
     )
     r = simulate(spec, 200, 1).to_dict()

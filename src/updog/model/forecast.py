@@ -204,14 +204,16 @@ def _ratio(num: float, den: float) -> float | None:
 def net_cash_flows(cash: FundCash, path: int = 0) -> Array:
     """LP net cash flow per quarter, dollars: −called + LP distributions, plus the net NAV
     at the horizon as a final inflow (zero once the fund is liquidated)."""
-    flows = cash.lp_distributions[path] - cash.called[path]
+    flows: Array = cash.lp_distributions[path] - cash.called[path]
     flows[-1] += cash.net_nav[path, -1]
     return flows
 
 
 def gross_cash_flows(flows: PortfolioFlows, path: int = 0) -> Array:
     """Portfolio gross cash flow per quarter: −investments + proceeds, plus NAV at the end."""
-    out = flows.gross_proceeds[path] - flows.invested_initial[path] - flows.invested_follow_on[path]
+    out: Array = (
+        flows.gross_proceeds[path] - flows.invested_initial[path] - flows.invested_follow_on[path]
+    )
     out[-1] += flows.nav[path, -1]
     return out
 

@@ -26,7 +26,7 @@ from datetime import date
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
+from scipy import stats  # type: ignore[import-untyped]
 
 from updog.model.spec import DeploymentCurve, FollowOn, FundSpec, expected_multiple
 
@@ -51,7 +51,8 @@ def event_time_pmf(mean_months: float) -> NDArray[np.float64]:
     pmf = np.zeros(last + 1, dtype=np.float64)
     pmf[1:] = np.diff(cdf)
     pmf[-1] += 1.0 - cdf[-1]
-    return pmf / pmf.sum()
+    out: NDArray[np.float64] = pmf / pmf.sum()
+    return out
 
 
 def quarter_end(first_close: date, quarter: int) -> date:

@@ -566,10 +566,10 @@ def expected_multiple(dist: OutcomeDistribution) -> float:
 
 def bounded_pareto_mean(low: float, high: float, alpha: float) -> float:
     """Mean of the bounded Pareto distribution on [low, high] (low > 0) with exponent alpha."""
-    ratio = (low / high) ** alpha
+    ratio = float((low / high) ** alpha)
     if math.isclose(alpha, 1.0):
-        return alpha * low * math.log(high / low) / (1.0 - ratio)
-    return (alpha * low**alpha * (high ** (1.0 - alpha) - low ** (1.0 - alpha))) / (
+        return float(alpha * low * math.log(high / low) / (1.0 - ratio))
+    return float(alpha * low**alpha * (high ** (1.0 - alpha) - low ** (1.0 - alpha))) / (
         (1.0 - alpha) * (1.0 - ratio)
     )
 

@@ -70,7 +70,8 @@ def block_sizes(runs: int, block_size: int = BLOCK_SIZE) -> list[int]:
 
 
 def _ratio(num: Array, den: Array) -> Array:
-    return np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0.0)
+    out: Array = np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0.0)
+    return out
 
 
 def run_block(spec: FundSpec, plan: Plan, seed: int, index: int, paths: int) -> BlockResult:
@@ -194,7 +195,7 @@ def _reduce(
     def cat(get: Callable[[BlockResult], Array]) -> Array:
         return np.concatenate([get(b) for b in blocks])
 
-    per_path = {m: cat(lambda b, m=m: b.metrics[m]) for m in METRICS}
+    per_path = {m: np.concatenate([b.metrics[m] for b in blocks]) for m in METRICS}
     status = np.concatenate([b.irr_status for b in blocks])
     metrics = {m: stats.describe(v) for m, v in per_path.items()}
     tvpi = per_path["tvpi"]
@@ -213,7 +214,9 @@ def _reduce(
         "metrics": metrics,
         "probabilities": {
             "tvpi_below_1": float((tvpi < 1.0).mean()),
-            "net_irr_below_0": float((irr[defined_irr] < 0.0).mean()) if defined_irr.any() else None,
+            "net_irr_below_0": float((irr[defined_irr] < 0.0).mean())
+            if defined_irr.any()
+            else None,
         },
         "risk": {"tvpi": stats.tail_risk(tvpi), "net_irr": stats.tail_risk(irr)},
         "histograms": {"tvpi": stats.histogram(tvpi), "net_irr": stats.histogram(irr)},

@@ -112,7 +112,8 @@ def _draw_multiple(rng: np.random.Generator, t: _Tables, stage: NDArray[np.int64
     safe_lo = np.where(lo > 0.0, lo, 1.0)
     # Inverse CDF of the bounded Pareto on [lo, hi]: lo (1 − v (1 − (lo/hi)^α))^(−1/α).
     pareto = safe_lo * (1.0 - v * (1.0 - (safe_lo / hi) ** alpha)) ** (-1.0 / alpha)
-    return np.where(band == t.top_band[stage], pareto, uniform)
+    out: Array = np.where(band == t.top_band[stage], pareto, uniform)
+    return out
 
 
 def sample_portfolio(

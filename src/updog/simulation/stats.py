@@ -88,11 +88,11 @@ def histogram(values: Array, bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
 def fan(values: Array) -> dict[str, list[float | None]]:
     """p10 / p50 / p90 per column of ``values`` (paths, quarters), ignoring NaN; a column
     with no finite value gives None."""
-    finite = np.isfinite(values).any(axis=0)
-    safe = np.where(np.isfinite(values), values, 0.0)
-    safe[:, finite] = values[:, finite]
-    qs = np.nanpercentile(safe, (10, 50, 90), axis=0)
-    return {
-        f"p{p}": [float(v) if ok else None for v, ok in zip(row, finite, strict=True)]
-        for p, row in zip((10, 50, 90), qs, strict=True)
-    }
+    finite: list[bool] = np.asarray(np.isfinite(values).any(axis=0)).tolist()
+    out: dict[str, list[float | None]] = {}
+    for p in (10, 50, 90):
+        column: list[float | None] = []
+        for j, ok in enumerate(finite):
+            column.append(float(np.nanpercentile(values[:, j], p)) if ok else None)
+        out[f"p{p}"] = column
+    return out
