@@ -1,9 +1,416 @@
-"""Service commands: ``serve``, ``migrate``, ``users``, ``tokens``."""
+"""Service commands: ``serve``, ``migrate``, ``users``, ``tokens``.
+
+Every command reads :class:`~updog.settings.Settings` from the environment and resolves the
+database the same way ``updog serve`` does (``DATABASE_URL``, else the embedded server of
+``UPDOG_DATA_DIR``), so ``updog users create`` run while ``updog serve`` runs reaches the same
+data. Failures are one-line messages on stderr with exit status 1, never a traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
 import click
+
+if TYPE_CHECKING:
+    from updog.settings import Settings
+    from updog.store.db import Database
+
+T = TypeVar("T")
+
+#: ``module:callable`` building the ASGI app as ``factory(settings, database)``.
+DEFAULT_APP_FACTORY = "updog.api.app:create_app"
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def _settings(**overrides: Any) -> Settings:
+    from updog.settings import Settings, SettingsError
+
+    try:
+        return Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+    except (SettingsError, OSError) as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from None
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the environment's or the user's fault: shown as a message."""
+    import psycopg
+    import psycopg_pool
+    import sqlalchemy.exc
+    from alembic.util.exc import CommandError
+
+    from updog.store.embedded import EmbeddedPostgresError
+    from updog.store.repositories import StoreError
+
+    return (
+        psycopg.Error,
+        psycopg_pool.PoolTimeout,
+        sqlalchemy.exc.SQLAlchemyError,
+        CommandError,
+        EmbeddedPostgresError,
+        StoreError,
+        ValueError,
+        OSError,
+    )
+
+
+@contextlib.contextmanager
+def _reported(action: str) -> Iterator[None]:
+    """Turn an expected error into ``Error: <action>: <message>`` and exit status 1."""
+    try:
+        yield
+    except click.ClickException:
+        raise
+    except _expected_errors() as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise click.ClickException(f"{action}: {message}") from None
+
+
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[Database]:
+    """A migrated, pooled database for one CLI command (small pool, closed afterwards)."""
+    from dataclasses import replace
+
+    from updog.store.db import open_database
+
+    small = replace(settings, db_pool_min_size=0, db_pool_max_size=2)
+    with _reported("cannot open the database"):
+        database = open_database(small)
+    try:
+        yield database
+    finally:
+        database.close()
+
+
+def _with_conn(fn: Callable[..., T], *args: Any, action: str) -> T:
+    settings = _settings()
+    with _database(settings) as database, _reported(action), database.connection() as conn:
+        return fn(conn, *args)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "-"
+
+
+# --------------------------------------------------------------------------- migrate
+
+
+@click.group("migrate", invoke_without_command=True)
+@click.option("--revision", default="head", show_default=True, help="Revision to upgrade to.")
+@click.pass_context
+def migrate_group(ctx: click.Context, revision: str) -> None:
+    """Apply the database migrations (up to the newest by default).
+
+    Safe to run while other processes start: migrations run under an advisory lock.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from updog.store import migrate
+
+    _run_migration(lambda url: migrate.upgrade(url, revision), "upgrade failed")
+
+
+@migrate_group.command("down")
+@click.option(
+    "--revision",
+    default="-1",
+    show_default=True,
+    help='Revision to downgrade to: "-1" one step, "base" removes every table.',
+)
+def migrate_down(revision: str) -> None:
+    """Revert migrations (one step by default)."""
+    from updog.store import migrate
+
+    _run_migration(lambda url: migrate.downgrade(url, revision), "downgrade failed")
+
+
+@migrate_group.command("current")
+def migrate_current() -> None:
+    """Print the database's revision and the newest one."""
+    _run_migration(lambda url: None, "cannot read the revision")
+
+
+def _run_migration(action: Callable[[str], None], failure: str) -> None:
+    from updog.store import migrate
+    from updog.store.db import resolve_database_url
+
+    settings = _settings()
+    with _reported("cannot open the database"):
+        url, handle = resolve_database_url(settings)
+    try:
+        with _reported(failure):
+            action(url)
+            now = migrate.current(url)
+        head = migrate.head()
+        state = "up to date" if now == head else f"newest is {head}"
+        click.echo(f"Database at revision {now or 'base (empty)'} ({state}).")
+    finally:
+        if handle is not None:
+            handle.stop()
+
+
+# --------------------------------------------------------------------------- users
+
+
+@click.group("users")
+def users_group() -> None:
+    """Manage user accounts."""
+
+
+@users_group.command("create")
+@click.argument("email")
+@click.option("--org", "org_name", required=True, help="Organisation (created if missing).")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "analyst", "admin"]),
+    default="viewer",
+    show_default=True,
+    help="viewer reads; analyst edits funds and runs simulations; admin manages users.",
+)
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+def users_create(email: str, org_name: str, role: str, password_stdin: bool) -> None:
+    """Create a user EMAIL in organisation --org (asks for the password twice)."""
+    from updog.store import repositories as repo
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("no password on stdin")
+    else:
+        password = click.prompt(
+            "Password", hide_input=True, confirmation_prompt="Repeat the password"
+        )
+    if len(password) < repo.PASSWORD_MIN_LENGTH:
+        raise click.ClickException(
+            f"the password needs at least {repo.PASSWORD_MIN_LENGTH} characters"
+        )
+
+    def create(conn: Any) -> tuple[Any, Any]:
+        org = repo.get_or_create_organisation(conn, org_name)
+        user = repo.create_user(conn, org.id, email, password, role)  # type: ignore[arg-type]
+        return org, user
+
+    org, user = _with_conn(create, action="cannot create the user")
+    click.echo(f"Created {user.role} {user.email} in organisation {org.name!r} (user {user.id}).")
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+@click.group("tokens")
+def tokens_group() -> None:
+    """Manage personal API tokens (``Authorization: Bearer …``)."""
+
+
+def _user(conn: Any, email: str) -> Any:
+    from updog.store import repositories as repo
+
+    user = repo.get_user_by_email(conn, email)
+    if user is None:
+        raise click.ClickException(f"no user with email {email}")
+    return user
+
+
+@tokens_group.command("create")
+@click.argument("email")
+@click.option("--name", default="", help="A label to recognise the token by (≤ 100 chars).")
+def tokens_create(email: str, name: str) -> None:
+    """Issue a token for user EMAIL and print it (once: only its hash is stored)."""
+    from updog.store import repositories as repo
+
+    def create(conn: Any) -> tuple[str, Any]:
+        return repo.create_token(conn, _user(conn, email).id, name)
+
+    plaintext, record = _with_conn(create, action="cannot create the token")
+    click.echo(f"Token {record.id} for {email} — shown only now, store it safely:", err=True)
+    click.echo(plaintext)
+
+
+@tokens_group.command("list")
+@click.argument("email")
+def tokens_list(email: str) -> None:
+    """List user EMAIL's tokens (prefix only; the tokens themselves are not stored)."""
+    from updog.store import repositories as repo
+
+    def fetch(conn: Any) -> list[Any]:
+        return repo.list_tokens(conn, _user(conn, email).id)
+
+    tokens = _with_conn(fetch, action="cannot list the tokens")
+    if not tokens:
+        click.echo(f"{email} has no tokens.")
+        return
+    header = ("ID", "NAME", "PREFIX", "CREATED", "LAST USED", "STATUS")
+    rows = [
+        (
+            str(t.id),
+            t.name or "-",
+            t.prefix + "…",
+            _when(t.created_at),
+            _when(t.last_used_at),
+            "active" if t.active else ("revoked" if t.revoked_at else "expired"),
+        )
+        for t in tokens
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+
+
+@tokens_group.command("revoke")
+@click.argument("token_id")
+def tokens_revoke(token_id: str) -> None:
+    """Revoke the token TOKEN_ID (see ``tokens list``); it stops working at once."""
+    from updog.store import repositories as repo
+
+    try:
+        tid = uuid.UUID(token_id)
+    except ValueError:
+        raise click.ClickException(f"not a token id: {token_id!r}") from None
+    if not _with_conn(repo.revoke_token, tid, action="cannot revoke the token"):
+        raise click.ClickException(f"no active token {tid}")
+    click.echo(f"Revoked token {tid}.")
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _load_factory(spec: str) -> Callable[..., Any]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        factory = getattr(module, attr or "create_app")
+    except (ImportError, AttributeError) as exc:
+        raise click.ClickException(f"cannot load the app factory {spec!r}: {exc}") from None
+    return factory  # type: ignore[no-any-return]
+
+
+def _uvicorn_server_class() -> type[Any]:
+    import uvicorn
+
+    class ServiceServer(uvicorn.Server):
+        """uvicorn's server with our signal handling: SIGINT/SIGTERM ask for a graceful stop
+        (a second SIGINT forces it) and are *not* re-raised afterwards, so the process can
+        close the pool, stop the embedded database and exit 0."""
+
+        signals_received: list[int]
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            self.signals_received = []
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+
+            def handle(sig: int, _frame: Any) -> None:
+                self.signals_received.append(sig)
+                if self.should_exit and sig == signal.SIGINT:
+                    self.force_exit = True
+                self.should_exit = True
+
+            handled = [signal.SIGINT, signal.SIGTERM]
+            previous = {sig: signal.signal(sig, handle) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, old in previous.items():
+                    signal.signal(sig, old)
+
+    return ServiceServer
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Listen address [default: UPDOG_HOST or 127.0.0.1].")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Listen port [default: UPDOG_PORT or 8000].",
+)
+@click.option(
+    "--app",
+    "app_factory",
+    default=DEFAULT_APP_FACTORY,
+    hidden=True,
+    help="module:callable building the ASGI app from (settings, database).",
+)
+def serve(host: str | None, port: int | None, app_factory: str) -> None:
+    """Run the HTTP API (and web UI) until Ctrl-C or SIGTERM.
+
+    Without DATABASE_URL it starts (or joins) the embedded PostgreSQL in the data folder,
+    migrates it, serves, and stops it again on exit.
+    """
+    import uvicorn
+
+    from updog.store.db import open_database
+
+    settings = _settings(host=host, port=port)
+    factory = _load_factory(app_factory)
+    where = "DATABASE_URL" if settings.database_url else f"embedded, in {settings.pgdata}"
+    click.echo(f"updog: opening the database ({where}) …", err=True)
+    with _sigterm_as_interrupt():
+        with _reported("cannot open the database"):
+            database = open_database(settings)
+        try:
+            server = _uvicorn_server_class()(
+                uvicorn.Config(
+                    factory(settings, database),
+                    host=settings.host,
+                    port=settings.port,
+                    log_config=None,  # the app configures logging (JSON lines)
+                    access_log=False,  # the app writes its own access log
+                    server_header=False,  # no "Server: uvicorn" (SPEC §6.3)
+                    lifespan="auto",
+                    timeout_graceful_shutdown=30,
+                )
+            )
+            try:
+                server.run()
+            except SystemExit as exc:  # uvicorn exits(1) when it cannot bind
+                if exc.code not in (0, None):
+                    raise click.ClickException(
+                        f"the server could not start on {settings.host}:{settings.port} "
+                        "(address in use?)"
+                    ) from None
+        finally:
+            database.close()
+            click.echo("updog: stopped.", err=True)
+    if not server.started:
+        raise click.ClickException("the server did not start (see the log above)")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Make SIGTERM abort like Ctrl-C (KeyboardInterrupt) until uvicorn installs its own
+    handlers, so the clean-up (pool, embedded server) runs when stopped during start-up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_sig: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def register(group: click.Group) -> None:
     """Add the service commands to ``group``."""
+    group.add_command(migrate_group)
+    group.add_command(users_group)
+    group.add_command(tokens_group)
+    group.add_command(serve)
