@@ -47,12 +47,15 @@ class CompanyCounts:
 
 @dataclass(frozen=True)
 class PortfolioResult:
-    """Portfolio flows (shape (paths, quarters)), reserve usage (dollars, shape (paths,)) and
-    company counts (expected counts for the deterministic engine)."""
+    """Portfolio flows (shape (paths, quarters)), reserve usage (dollars, shape (paths,)),
+    company counts (expected counts for the deterministic engine) and, for sampled
+    portfolios, each investment's gross multiple (value realised or held at the horizon over
+    cost, shape (paths, companies))."""
 
     flows: PortfolioFlows
     reserves_used: Array
     counts: CompanyCounts | None = None
+    company_multiple: Array | None = None
 
 
 def survival(plan: Plan, stage: int) -> Array:

@@ -39,6 +39,10 @@ BLOCK_SIZE = 4096
 FAN_SUBSAMPLE_PATHS = 20_000
 #: Bounds on the number of runs (SPEC §3.3).
 MIN_RUNS, MAX_RUNS = 100, 5_000_000
+#: Edges of the investment-level gross multiple bins reported in ``deal_outcomes``: written
+#: off (0x), (0, 1), [1, 3), [3, 10), 10x and above — the bins of Correlation Ventures'
+#: published deal-outcome distribution, so the stage assumptions can be checked against it.
+DEAL_BINS = ("written_off", "below_1x", "1x_to_3x", "3x_to_10x", "10x_and_above")
 #: Per-path outcomes reported for every path.
 METRICS = ("tvpi", "dpi", "net_irr", "gross_multiple", "carry")
 
@@ -56,6 +60,7 @@ class BlockResult:
     fan_nav: Array
     fan_dpi: Array
     fan_tvpi: Array
+    deal_counts: NDArray[np.int64]
 
 
 def block_seed(seed: int, index: int) -> np.random.SeedSequence:
@@ -104,6 +109,18 @@ def run_block(spec: FundSpec, plan: Plan, seed: int, index: int, paths: int) -> 
         "gross_multiple": _ratio(proceeds + flows.nav[:, -1], invested),
         "carry": cash.gp_carry.sum(axis=1),
     }
+    assert portfolio.company_multiple is not None
+    multiple = portfolio.company_multiple
+    deal_counts = np.array(
+        [
+            (multiple <= 0.0).sum(),
+            ((multiple > 0.0) & (multiple < 1.0)).sum(),
+            ((multiple >= 1.0) & (multiple < 3.0)).sum(),
+            ((multiple >= 3.0) & (multiple < 10.0)).sum(),
+            (multiple >= 10.0).sum(),
+        ],
+        dtype=np.int64,
+    )
     start = index * BLOCK_SIZE
     keep = max(0, min(paths, FAN_SUBSAMPLE_PATHS - start))
     return BlockResult(
@@ -116,6 +133,7 @@ def run_block(spec: FundSpec, plan: Plan, seed: int, index: int, paths: int) -> 
         fan_nav=flows.nav[:keep],
         fan_dpi=_ratio(cum_lp, cum_paid)[:keep],
         fan_tvpi=_ratio(cum_lp + cash.net_nav, cum_paid)[:keep],
+        deal_counts=deal_counts,
     )
 
 
@@ -206,6 +224,7 @@ def _reduce(
         return {"mean": float(v.mean()), "se": float(v.std(ddof=1) / np.sqrt(v.size))}
 
     fan_nav = cat(lambda b: b.fan_nav)
+    deals = np.sum([b.deal_counts for b in blocks], axis=0)
     return {
         "runs": runs,
         "seed": seed,
@@ -228,6 +247,10 @@ def _reduce(
             "gross_proceeds": mean_se(cat(lambda b: b.gross_proceeds)),
             "paid_in": mean_se(cat(lambda b: b.paid_in)),
             "invested": mean_se(cat(lambda b: b.invested)),
+        },
+        "deal_outcomes": {
+            name: float(count) / float(deals.sum())
+            for name, count in zip(DEAL_BINS, deals, strict=True)
         },
         "fan_chart": {
             "subsample_paths": int(fan_nav.shape[0]),

@@ -145,6 +145,7 @@ def sample_portfolio(
     proceeds = np.zeros((paths, quarters))
     nav = np.zeros((paths, quarters))
     cost_unrealised = np.zeros((paths, quarters))
+    value = np.zeros((paths, n_comp))  # realised, or held at the horizon, per investment
     entry_value = co.initial_check / post[co.entry_stage] * post[co.entry_stage]
 
     for q in range(quarters):
@@ -162,7 +163,9 @@ def sample_portfolio(
             ex = f == EXIT
             if ex.any():
                 mult = _draw_multiple(rng, t, s[ex])
-                proceeds[:, q] += np.bincount(p_idx[ex], o[ex] * mult * post[s[ex]], paths)
+                realised = o[ex] * mult * post[s[ex]]
+                proceeds[:, q] += np.bincount(p_idx[ex], realised, paths)
+                value[p_idx[ex], c_idx[ex]] = realised
             gone = f != GRADUATE
             if gone.any():
                 nav_now -= np.bincount(p_idx[gone], value_before[gone], paths)
@@ -197,6 +200,8 @@ def sample_portfolio(
         nav[:, q] = nav_now
         cost_unrealised[:, q] = cost_now
 
+    held = event_q != NEVER
+    value[held] = own[held] * post[stage[held]]
     if not spec.evergreen:
         proceeds[:, -1] += nav[:, -1]
         nav[:, -1] = 0.0
@@ -208,4 +213,8 @@ def sample_portfolio(
         nav=np.maximum(nav, 0.0),
         cost_unrealised=np.maximum(cost_unrealised, 0.0),
     )
-    return PortfolioResult(flows=flows, reserves_used=plan.reserves_planned - reserves_left)
+    return PortfolioResult(
+        flows=flows,
+        reserves_used=plan.reserves_planned - reserves_left,
+        company_multiple=value / cost,
+    )
