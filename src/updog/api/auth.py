@@ -1,0 +1,154 @@
+"""Who is calling, and may they? Bearer tokens, session cookies, roles.
+
+Credentials, in order:
+
+1. ``Authorization: Bearer <token>`` — a personal API token, resolved by the store
+   (:func:`updog.store.repositories.identity_for_token`; only its SHA-256 is stored).
+2. The session cookie :data:`SESSION_COOKIE` set by ``POST /api/v1/auth/login``: the
+   session secret signed with ``settings.secret_key`` (``itsdangerous``), resolved by
+   :func:`~updog.store.repositories.identity_for_session` (idle 12 h, absolute 7 d, revocable).
+   Unsafe methods (POST/PUT/PATCH/DELETE) made with the cookie must carry
+   ``X-CSRF-Token`` (the value login returned, an HMAC of the session secret): the cookie is
+   ``SameSite=Lax`` already, the token closes the remaining same-site gaps.
+
+No credential, or a bad one → 401 problem+json with ``WWW-Authenticate: Bearer``
+(RFC 6750 §3: ``error="invalid_token"`` when a token was sent but is unknown, revoked or
+expired). A valid identity whose role is below the route's → 403 ``INSUFFICIENT_ROLE``.
+Roles rank viewer < analyst < admin: viewer reads, analyst writes funds and runs
+simulations, admin also manages users and flags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends
+from fastapi.security import APIKeyCookie, HTTPBearer
+from itsdangerous import BadSignature, Signer
+from starlette.requests import Request
+
+from updog.api.deps import db_call, get_settings
+from updog.api.problems import ProblemError
+from updog.store import repositories as repo
+from updog.store.repositories import Identity
+
+SESSION_COOKIE = "updog_session"
+CSRF_HEADER = "X-CSRF-Token"
+ROLE_RANK: dict[str, int] = {"viewer": 0, "analyst": 1, "admin": 2}
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+# Declared for OpenAPI only (auto_error=False: the checks below produce our problems).
+_bearer_scheme = HTTPBearer(auto_error=False, description="Personal API token (updog_...).")
+_cookie_scheme = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="Session.")
+
+
+def _signer(secret_key: str) -> Signer:
+    return Signer(secret_key, salt="updog.session")
+
+
+def sign_session(secret_key: str, session_secret: str) -> str:
+    """The cookie value for a session secret."""
+    return _signer(secret_key).sign(session_secret.encode()).decode()
+
+
+def unsign_session(secret_key: str, cookie: str) -> str | None:
+    """The session secret inside a cookie value, or None when the signature is bad."""
+    try:
+        return _signer(secret_key).unsign(cookie.encode()).decode()
+    except (BadSignature, UnicodeError):
+        return None
+
+
+def csrf_token(secret_key: str, session_secret: str) -> str:
+    """The CSRF token bound to a session: HMAC-SHA256(secret_key, "csrf:" + secret)."""
+    return hmac.new(
+        secret_key.encode(), b"csrf:" + session_secret.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def unauthenticated(detail: str, *, invalid_token: bool = False) -> ProblemError:
+    """A 401 problem with the ``WWW-Authenticate`` challenge of RFC 6750."""
+    challenge = 'Bearer realm="updog"'
+    if invalid_token:
+        challenge += ', error="invalid_token"'
+    return ProblemError(
+        401,
+        "INVALID_TOKEN" if invalid_token else "UNAUTHENTICATED",
+        detail,
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+async def authenticate(request: Request) -> Identity:
+    """Resolve the caller (cached on ``request.state``); raises 401/403 problems."""
+    cached = getattr(request.state, "identity", None)
+    if isinstance(cached, Identity):
+        return cached
+    header = request.headers.get("authorization")
+    identity: Identity | None
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise unauthenticated("Use 'Authorization: Bearer <token>'.", invalid_token=True)
+        if len(token) > 256 or "\x00" in token:
+            raise unauthenticated("The token is invalid.", invalid_token=True)
+        identity = await db_call(request, repo.identity_for_token, token)
+        if identity is None:
+            raise unauthenticated("The token is unknown, revoked or expired.", invalid_token=True)
+    else:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            raise unauthenticated("Authentication required: send a bearer token.")
+        settings = get_settings(request)
+        secret = unsign_session(settings.secret_key, cookie)
+        identity = None
+        if secret is not None:
+            identity = await db_call(request, repo.identity_for_session, secret)
+        if secret is None or identity is None:
+            raise unauthenticated("The session has expired or was signed out; sign in again.")
+        if request.method in _UNSAFE:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(sent, csrf_token(settings.secret_key, secret)):
+                raise ProblemError(
+                    403,
+                    "CSRF_TOKEN_INVALID",
+                    f"Writes with a session cookie need the {CSRF_HEADER} header from login.",
+                )
+    request.state.identity = identity
+    return identity
+
+
+def require_role(role: str) -> Callable[..., Awaitable[Identity]]:
+    """A dependency that authenticates and demands at least ``role``.
+
+    Raises ValueError at import time for an unknown role (a typo fails at start-up).
+    """
+    if role not in ROLE_RANK:
+        raise ValueError(f"unknown role {role!r}")
+    needed = ROLE_RANK[role]
+
+    async def dependency(
+        request: Request,
+        _bearer: object = Depends(_bearer_scheme),
+        _cookie: object = Depends(_cookie_scheme),
+    ) -> Identity:
+        identity = await authenticate(request)
+        if ROLE_RANK.get(identity.role, -1) < needed:
+            raise ProblemError(
+                403,
+                "INSUFFICIENT_ROLE",
+                f"This operation needs the {role} role; you have {identity.role}.",
+            )
+        return identity
+
+    dependency.__name__ = f"require_{role}"
+    return dependency
+
+
+#: Shorthands for route signatures.
+Viewer = Depends(require_role("viewer"))
+Analyst = Depends(require_role("analyst"))
+Admin = Depends(require_role("admin"))

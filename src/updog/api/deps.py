@@ -1,0 +1,40 @@
+"""Request-scoped access to the app's settings, database and metrics, and a helper that runs
+blocking database work in a worker thread (never on the event loop)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from updog.settings import Settings
+
+T = TypeVar("T")
+
+
+def get_settings(request: Request) -> Settings:
+    """The :class:`~updog.settings.Settings` the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_database(request: Request) -> Any:
+    """The store's ``Database`` the app was built with."""
+    return request.app.state.database
+
+
+async def db_call(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn(conn, *args, **kwargs)`` with a pooled connection, in a worker thread.
+
+    The connection context commits when ``fn`` returns and rolls back when it raises
+    (psycopg's ``with conn:`` semantics, as the store's ``Database.connection()`` provides).
+    """
+    database = get_database(request)
+
+    def work() -> T:
+        with database.connection() as conn:
+            return fn(conn, *args, **kwargs)
+
+    return await run_in_threadpool(work)

@@ -1,0 +1,1 @@
+"""Pure ASGI middleware, one concern per module; composed in :func:`updog.api.app.create_app`."""

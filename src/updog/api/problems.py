@@ -1,0 +1,378 @@
+"""RFC 9457 problem details (``application/problem+json``) for every error the API returns.
+
+Body shape (RFC 9457 §3 members plus our extensions)::
+
+    {
+      "type": "urn:updog:problem:fund-not-published",  # URI reference naming the problem type
+      "title": "Fund not published",                   # short, stable per type
+      "status": 409,                                   # same as the HTTP status
+      "detail": "Fund 7 has no published version ...", # this occurrence, for humans
+      "instance": "/api/v1/funds/7/forecast",          # the request path
+      "code": "FUND_NOT_PUBLISHED",                    # stable UPPER_SNAKE for programs
+      "request_id": "b1946ac92492d2347c6235b4d2611184",
+      "errors": [{"path": "/stages/2/graduation_rate", "code": "OUT_OF_RANGE",
+                  "message": "..."}]
+    }
+
+``errors[].path`` is a JSON Pointer (RFC 6901) into the request body. Errors about query,
+path or header parameters point into the notional document
+``{"query": {...}, "path": {...}, "header": {...}}`` (``/query/limit``).
+
+Handlers are installed for :class:`ProblemError` (our domain errors),
+Starlette's :class:`~starlette.exceptions.HTTPException`, FastAPI's
+:class:`~fastapi.exceptions.RequestValidationError` and, as a last resort, any other
+exception: a 500 that never carries a stack trace or exception text (the trace goes to the
+log, with the request id the client sees).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import Scope, Send
+
+from updog.observability.logging import get_logger, request_id_var
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+_log = get_logger("updog.api")
+
+#: Codes for plain HTTP errors raised by the framework (routing, methods, ...).
+_STATUS_CODES: dict[int, str] = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    409: "CONFLICT",
+    412: "PRECONDITION_FAILED",
+    413: "BODY_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_FAILED",
+    428: "PRECONDITION_REQUIRED",
+    429: "TOO_MANY_REQUESTS",
+    500: "INTERNAL_ERROR",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One entry of ``errors[]``: a JSON Pointer, a stable code and a message."""
+
+    path: str
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "code": self.code, "message": self.message}
+
+
+class ProblemError(Exception):
+    """A domain error rendered as problem+json.
+
+    ``status`` is the HTTP status, ``code`` the stable UPPER_SNAKE code; ``errors`` lists
+    field errors (dicts with ``path``/``code``/``message`` or :class:`FieldError`);
+    ``headers`` are added to the response (``WWW-Authenticate``, ``Retry-After``...);
+    ``extra`` adds members to the body (e.g. ``warnings``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str | None = None,
+        *,
+        title: str | None = None,
+        errors: Iterable[FieldError | Mapping[str, Any]] = (),
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or code)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.title = title
+        self.errors = [e.to_dict() if isinstance(e, FieldError) else dict(e) for e in errors]
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+def problem_type(code: str) -> str:
+    """The ``type`` URI of a code.
+
+    ``FUND_NOT_PUBLISHED`` → ``urn:updog:problem:fund-not-published`` (a URN: stable, and
+    it names no host a client would try to fetch).
+    """
+    return "urn:updog:problem:" + code.lower().replace("_", "-")
+
+
+def _title(status: int, code: str) -> str:
+    if code in _STATUS_CODES.values() or code.startswith("HTTP_"):
+        try:
+            return HTTPStatus(status).phrase
+        except ValueError:
+            return "Error"
+    return code.replace("_", " ").capitalize()
+
+
+def code_for_status(status: int) -> str:
+    """The default code of a bare HTTP status (``404`` → ``NOT_FOUND``)."""
+    return _STATUS_CODES.get(status, f"HTTP_{status}")
+
+
+def problem_body(
+    *,
+    status: int,
+    code: str,
+    detail: str | None = None,
+    title: str | None = None,
+    instance: str | None = None,
+    request_id: str | None = None,
+    errors: Sequence[Mapping[str, Any]] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the problem document (a dict ready for JSON)."""
+    body: dict[str, Any] = {
+        "type": problem_type(code),
+        "title": title or _title(status, code),
+        "status": status,
+        "detail": detail or title or _title(status, code),
+        "instance": instance,
+        "code": code,
+        "request_id": request_id,
+        "errors": [dict(e) for e in errors],
+    }
+    for key, value in (extra or {}).items():
+        body.setdefault(key, value)
+    return body
+
+
+def encode(body: Mapping[str, Any]) -> bytes:
+    """Compact JSON bytes; ``allow_nan=False`` so we never emit a non-finite number."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _request_id(scope: Scope) -> str | None:
+    state = scope.get("state") or {}
+    rid = state.get("request_id") if isinstance(state, Mapping) else None
+    return rid or request_id_var.get()
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str | None = None,
+    *,
+    title: str | None = None,
+    errors: Sequence[Mapping[str, Any]] = (),
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    """A problem+json :class:`Response` for ``request``."""
+    rid = _request_id(request.scope)
+    body = problem_body(
+        status=status,
+        code=code,
+        detail=detail,
+        title=title,
+        instance=request.url.path,
+        request_id=rid,
+        errors=errors,
+        extra=extra,
+    )
+    hdrs = dict(headers or {})
+    if rid:
+        hdrs.setdefault("X-Request-ID", rid)
+    return Response(encode(body), status_code=status, headers=hdrs, media_type=PROBLEM_CONTENT_TYPE)
+
+
+async def send_problem(
+    scope: Scope,
+    send: Send,
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Send a problem response from pure ASGI code (middleware), without a Request."""
+    rid = _request_id(scope)
+    payload = encode(
+        problem_body(
+            status=status,
+            code=code,
+            detail=detail,
+            instance=scope.get("path"),
+            request_id=rid,
+        )
+    )
+    raw = [
+        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    if rid:
+        raw.append((b"x-request-id", rid.encode()))
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": payload})
+
+
+# -- JSON Pointer (RFC 6901) ----------------------------------------------------------
+
+
+def pointer(tokens: Iterable[str | int]) -> str:
+    """Join reference tokens into a JSON Pointer, escaping ``~`` → ``~0`` and ``/`` → ``~1``.
+
+    ``pointer(["stages", 2, "graduation_rate"]) == "/stages/2/graduation_rate"``;
+    ``pointer([]) == ""`` (the whole document).
+    """
+    return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+_CAMEL = re.compile(r"[^A-Za-z0-9]+")
+
+
+def _upper_snake(text: str) -> str:
+    return _CAMEL.sub("_", text).strip("_").upper() or "INVALID"
+
+
+def pydantic_field_errors(
+    errors: Iterable[Mapping[str, Any]], *, drop_location: bool = True
+) -> list[dict[str, str]]:
+    """Convert pydantic / FastAPI error dicts to ``errors[]`` entries.
+
+    FastAPI locations start with ``body``/``query``/``path``/``header``/``cookie``: a body
+    location loses that first token (the pointer is into the body); the others keep it
+    (``/query/limit``). Pydantic's internal tokens for tagged unions or function
+    validators (``function-after[...]``) are dropped, since they are not in the document.
+    """
+    out: list[dict[str, str]] = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        if drop_location and loc and loc[0] == "body":
+            loc = loc[1:]
+        loc = [t for t in loc if not (isinstance(t, str) and ("[" in t and t.endswith("]")))]
+        out.append(
+            {
+                "path": pointer(loc),
+                "code": _upper_snake(str(err.get("type", "invalid"))),
+                "message": str(err.get("msg", "Invalid value")),
+            }
+        )
+    return out
+
+
+# -- handlers -------------------------------------------------------------------------
+
+
+async def _problem_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    return problem_response(
+        request,
+        exc.status,
+        exc.code,
+        exc.detail,
+        title=exc.title,
+        errors=exc.errors,
+        headers=exc.headers,
+        extra=exc.extra,
+    )
+
+
+async def _http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    status = exc.status_code
+    return problem_response(
+        request, status, code_for_status(status), detail, headers=exc.headers or None
+    )
+
+
+async def _validation_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = pydantic_field_errors(exc.errors())
+    return problem_response(
+        request,
+        422,
+        "VALIDATION_FAILED",
+        f"The request has {len(errors)} invalid field(s); see errors[].",
+        errors=errors,
+    )
+
+
+async def _unhandled_handler(request: Request, exc: Exception) -> Response:
+    rid = _request_id(request.scope)
+    token = request_id_var.set(rid)
+    try:
+        _log.error(
+            "unhandled_exception",
+            path=request.url.path,
+            method=request.method,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+    finally:
+        request_id_var.reset(token)
+    return problem_response(
+        request,
+        500,
+        "INTERNAL_ERROR",
+        "An unexpected error occurred. Quote the request id when reporting it.",
+    )
+
+
+#: Store errors that reach the app unhandled by a route (each is the caller's fault).
+_STORE_ERRORS: dict[str, tuple[int, str]] = {
+    "NotFound": (404, "NOT_FOUND"),
+    "StaleVersion": (412, "PRECONDITION_FAILED"),
+    "NotPublished": (409, "FUND_NOT_PUBLISHED"),
+    "DuplicateEmail": (409, "DUPLICATE_EMAIL"),
+    "InvalidCursor": (422, "INVALID_CURSOR"),
+}
+
+
+async def _store_error_handler(request: Request, exc: Exception) -> Response:
+    status, code = _STORE_ERRORS.get(type(exc).__name__, (422, "INVALID_REQUEST"))
+    return problem_response(request, status, code, str(exc))
+
+
+async def _database_unavailable_handler(request: Request, exc: Exception) -> Response:
+    _log.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
+    return problem_response(
+        request,
+        503,
+        "DATABASE_UNAVAILABLE",
+        "The database is unavailable or overloaded; retry shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Register the problem+json exception handlers on ``app``.
+
+    Besides the HTTP and validation errors: the store's errors (the caller's fault: 404,
+    409, 412, 422) as a safety net behind the routes' own mapping, and an unreachable or
+    saturated database (``psycopg.OperationalError``, pool timeout / queue full) as 503
+    ``DATABASE_UNAVAILABLE`` with ``Retry-After`` rather than a 500.
+    """
+    import psycopg
+
+    from updog.store.repositories import StoreError
+
+    app.add_exception_handler(StoreError, _store_error_handler)
+    # psycopg_pool's PoolTimeout and TooManyRequests are OperationalErrors too.
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable_handler)
+    app.add_exception_handler(ProblemError, _problem_error_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(Exception, _unhandled_handler)

@@ -1,0 +1,68 @@
+"""Engine results on their way to storage and clients: JSON-safe and finite, or an error.
+
+SPEC §1: floats are finite only. An engine result with NaN/Infinity (or a type JSON cannot
+hold) is a server fault, reported as 500 ``ENGINE_RESULT_INVALID`` and never stored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from updog.api.problems import ProblemError
+from updog.store.repositories import SimulationRecord
+
+
+def _default(obj: Any) -> Any:
+    # numpy scalars and arrays, without importing numpy here
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def checked_json(result: Any) -> dict[str, Any]:
+    """Round-trip ``result`` through strict JSON (``allow_nan=False``); returns plain dicts.
+
+    Raises ``ProblemError(500, "ENGINE_RESULT_INVALID")`` for non-finite numbers or
+    unserialisable values.
+    """
+    try:
+        text = json.dumps(result, allow_nan=False, default=_default)
+    except (ValueError, TypeError) as exc:
+        raise ProblemError(
+            500,
+            "ENGINE_RESULT_INVALID",
+            "The engine produced a result that cannot be stored (non-finite or invalid "
+            "values). Quote the request id when reporting it.",
+        ) from exc
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ProblemError(500, "ENGINE_RESULT_INVALID", "The engine result is not an object.")
+    return value
+
+
+def simulation_body(sim: SimulationRecord) -> dict[str, Any]:
+    """The representation of a stored simulation (``SimulationOut``)."""
+    params = sim.params or {}
+    return {
+        "id": str(sim.id),
+        "fund_id": str(sim.fund_id),
+        "status": sim.status,
+        "progress": sim.progress,
+        "runs": sim.runs,
+        "seed": sim.seed,
+        "version": params.get("version"),
+        "kind": params.get("kind"),
+        "provenance": {
+            "engine_version": sim.engine_version,
+            "spec_version": params.get("version"),
+            "spec_hash": sim.spec_hash,
+            "seed": sim.seed,
+        },
+        "result": sim.result,
+        "error": sim.error,
+        "created_at": sim.created_at.isoformat(),
+        "finished_at": sim.finished_at.isoformat() if sim.finished_at else None,
+    }

@@ -1,0 +1,113 @@
+"""``/api/v1/auth``: sign in with a password (session cookie), sign out, who am I."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from updog.api.auth import (
+    SESSION_COOKIE,
+    Viewer,
+    csrf_token,
+    sign_session,
+    unauthenticated,
+    unsign_session,
+)
+from updog.api.deps import db_call, get_settings
+from updog.api.jsonbody import read_json
+from updog.api.problems import ProblemError, pydantic_field_errors
+from updog.api.routes import API_PREFIX
+from updog.api.schemas import LoginRequest, Me, Problem
+from updog.store import repositories as repo
+from updog.store.repositories import Identity
+
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
+
+#: Absolute session lifetime (SPEC §5.1: 7 days; idle expiry of 12 h is the store's).
+SESSION_LIFETIME = timedelta(days=7)
+_ERRORS = {"model": Problem, "content": {"application/problem+json": {}}}
+
+
+def _login_body(data: object) -> LoginRequest:
+    try:
+        return LoginRequest.model_validate(data, strict=True)
+    except ValidationError as exc:
+        errors = pydantic_field_errors(exc.errors(), drop_location=False)
+        raise ProblemError(
+            422, "VALIDATION_FAILED", "Invalid login request.", errors=errors
+        ) from None
+
+
+@router.post(
+    "/login",
+    response_model=Me,
+    summary="Sign in with email and password; sets the session cookie",
+    responses={401: _ERRORS, 422: _ERRORS},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": LoginRequest.model_json_schema()}},
+        }
+    },
+)
+async def login(request: Request) -> Response:
+    """Verify the password (Argon2id, constant time for unknown emails), open a session and
+    set ``updog_session`` (HttpOnly, SameSite=Lax, Secure over HTTPS). The body returns the
+    CSRF token to send as ``X-CSRF-Token`` on writes made with the cookie."""
+    body = _login_body(await read_json(request))
+    user = await db_call(request, repo.verify_password, body.email, body.password)
+    if user is None:
+        raise unauthenticated("Wrong email or password.")
+    secret, _session_id = await db_call(
+        request, repo.create_session, user.id, absolute_lifetime=SESSION_LIFETIME
+    )
+    settings = get_settings(request)
+    me = Me(
+        user_id=str(user.id),
+        email=user.email,
+        org_id=str(user.org_id),
+        role=user.role,
+        csrf_token=csrf_token(settings.secret_key, secret),
+    )
+    response = JSONResponse(me.model_dump(mode="json"))
+    response.set_cookie(
+        SESSION_COOKIE,
+        sign_session(settings.secret_key, secret),
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/logout", status_code=204, summary="Sign the session out and clear the cookie")
+async def logout(request: Request) -> Response:
+    """Revoke the session named by the cookie (if any) and clear it; always 204."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        secret = unsign_session(get_settings(request).secret_key, cookie)
+        if secret is not None:
+            identity = await db_call(request, repo.identity_for_session, secret)
+            if identity is not None and identity.session_id is not None:
+                await db_call(request, repo.revoke_session, identity.session_id)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    return response
+
+
+@router.get("/me", response_model=Me, summary="The authenticated identity")
+async def me(identity: Identity = Viewer) -> Me:
+    """Who the credential belongs to."""
+    return Me(
+        user_id=str(identity.user_id),
+        email=identity.email,
+        org_id=str(identity.org_id),
+        role=identity.role,
+    )

@@ -1,0 +1,159 @@
+"""Pydantic models of the API's request and response bodies (the OpenAPI source).
+
+Fund specs themselves are opaque JSON objects here: the engine's ``FundSpec`` validates
+them (:mod:`updog.model.spec`); the API only guards the raw JSON (:mod:`updog.api.jsonbody`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Simulation run bounds (SPEC §3.3).
+MIN_RUNS = 100
+MAX_RUNS = 5_000_000
+#: Largest accepted seed (PCG64 ``SeedSequence`` takes any non-negative int; we bound it
+#: so it round-trips through JSON numbers and PostgreSQL ``bigint`` exactly).
+MAX_SEED = 2**63 - 1
+
+
+class Issue(BaseModel):
+    """A validation error or warning: JSON Pointer (RFC 6901) path, code, message."""
+
+    path: str = Field(examples=["/stages/2/graduation_rate"])
+    code: str = Field(examples=["OUT_OF_RANGE"])
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details as this API sends them (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    code: str = Field(description="Stable UPPER_SNAKE error code.")
+    request_id: str | None = None
+    errors: list[Issue] = Field(default_factory=list)
+
+
+class FundOut(BaseModel):
+    """A fund with its current draft and its latest published version (if any)."""
+
+    id: str
+    name: str | None = None
+    version: int = Field(description="Version number of the current draft.")
+    published_version: int | None = Field(
+        default=None, description="Latest published version, or null."
+    )
+    status: Literal["draft", "published"]
+    etag: str = Field(description="Entity tag of the draft; send it as If-Match.")
+    spec: dict[str, Any] = Field(description="The draft FundSpec (may be incomplete).")
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class FundSummary(BaseModel):
+    """A fund in a listing (no spec)."""
+
+    id: str
+    name: str | None = None
+    version: int
+    published_version: int | None = None
+    status: Literal["draft", "published"]
+    updated_at: datetime | None = None
+
+
+class FundList(BaseModel):
+    """One page of funds; pass ``next_cursor`` as ``cursor`` for the next (null at the end)."""
+
+    items: list[FundSummary]
+    next_cursor: str | None = None
+
+
+class PublishOut(BaseModel):
+    """Result of publishing: the published version and non-blocking warnings."""
+
+    id: str
+    version: int
+    published_version: int
+    etag: str
+    warnings: list[Issue] = Field(default_factory=list)
+
+
+class Provenance(BaseModel):
+    """What produced a stored result (SPEC §3.3 "Provenance")."""
+
+    engine_version: str
+    spec_version: int
+    spec_hash: str
+    seed: int | None = None
+
+
+class ForecastOut(BaseModel):
+    """A deterministic forecast (``result`` = ``{"summary": {...}, "quarters": [...]}``)."""
+
+    id: str | None = None
+    fund_id: str
+    version: int = Field(description="The fund version the forecast is of.")
+    kind: Literal["draft", "published"]
+    provenance: Provenance
+    cached: bool = Field(description="True when a stored result was reused.")
+    result: dict[str, Any]
+
+
+class SimulationRequest(BaseModel):
+    """``POST /funds/{id}/simulations`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runs: int = Field(ge=MIN_RUNS, le=MAX_RUNS, description="Monte Carlo paths.")
+    seed: int | None = Field(
+        default=None, ge=0, le=MAX_SEED, description="Seed; omitted → drawn and reported."
+    )
+
+
+class SimulationOut(BaseModel):
+    """A stored simulation: parameters, status, provenance and result."""
+
+    id: str
+    fund_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: float = Field(ge=0, le=1)
+    runs: int
+    seed: int
+    version: int | None = Field(default=None, description="The fund version simulated.")
+    kind: Literal["draft", "published"] | None = None
+    provenance: Provenance
+    result: dict[str, Any] | None = Field(
+        default=None,
+        description='The engine result: {"runs", "seed", "metrics": {...}, '
+        '"probabilities": {...}, ...}; null until succeeded.',
+    )
+    error: dict[str, Any] | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class LoginRequest(BaseModel):
+    """``POST /auth/login`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class Me(BaseModel):
+    """The authenticated identity."""
+
+    user_id: str
+    email: str | None = None
+    org_id: str
+    role: str
+    csrf_token: str | None = Field(
+        default=None, description="Send as X-CSRF-Token on writes made with the session cookie."
+    )
