@@ -346,6 +346,16 @@ async def _store_error_handler(request: Request, exc: Exception) -> Response:
     return problem_response(request, status, code, str(exc))
 
 
+async def _engine_guard_handler(request: Request, exc: Exception) -> Response:
+    _log.warning("engine_guard_failed", reason=str(exc), path=request.url.path)
+    return problem_response(
+        request,
+        422,
+        "ENGINE_GUARD_FAILED",
+        f"The engine could not produce a trustworthy result for this fund: {exc}",
+    )
+
+
 async def _database_unavailable_handler(request: Request, exc: Exception) -> Response:
     _log.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
     return problem_response(
@@ -367,8 +377,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     """
     import psycopg
 
+    from updog.model.guards import EngineGuardError
     from updog.store.repositories import StoreError
 
+    app.add_exception_handler(EngineGuardError, _engine_guard_handler)
     app.add_exception_handler(StoreError, _store_error_handler)
     # psycopg_pool's PoolTimeout and TooManyRequests are OperationalErrors too.
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable_handler)

@@ -18,6 +18,7 @@ and paid-in are the exact means of the Monte Carlo engine while the budget does 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,9 @@ from numpy.typing import NDArray
 
 from updog import ENGINE_VERSION
 from updog.finance import xirr
+from updog.model.faults import FaultPlan
 from updog.model.fund_cash import FundCash, PortfolioFlows, run_fund_cash
+from updog.model.guards import check_forecast
 from updog.model.plan import Plan, build_plan, quarter_end, quarter_label
 from updog.model.spec import FundSpec
 
@@ -221,11 +224,12 @@ def gross_cash_flows(flows: PortfolioFlows, path: int = 0) -> Array:
     return out
 
 
-def run_forecast(spec: FundSpec) -> Forecast:
+def run_forecast(spec: FundSpec, faults: FaultPlan | None = None) -> Forecast:
     """Deterministic quarterly forecast of a validated spec (SPEC §3.2).
 
     Raises ValueError when the plan is infeasible (fees and expenses exceed the commitment)
-    and :class:`~updog.model.fund_cash.ConservationError` if a cash identity fails."""
+    and :class:`~updog.model.guards.EngineGuardError` (``ConservationError`` included) when
+    the result fails a guard. ``faults`` injects faults for guard tests only."""
     plan = build_plan(spec)
     portfolio = expected_portfolio(spec, plan)
     cash = run_fund_cash(spec, plan, portfolio.flows)
@@ -315,4 +319,14 @@ def run_forecast(spec: FundSpec) -> Forecast:
             "initial_planned": plan.initial_planned,
         },
     }
-    return Forecast(summary=summary, quarters=rows)
+    forecast = Forecast(summary=summary, quarters=rows)
+    if faults is not None:
+        kind = faults.act("forecast")
+        if kind == "nan":
+            rows[0]["nav"] = math.nan
+        elif kind == "inf":
+            summary["tvpi"] = math.inf
+        elif kind == "negative_nav":
+            rows[len(rows) // 2]["nav"] = -1e6
+    check_forecast(forecast.to_dict(), spec.fund_size)
+    return forecast

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from updog.model.guards import EngineGuardError
 from updog.model.plan import Plan
 from updog.model.spec import FeeBasis, FundSpec
 
@@ -50,8 +51,8 @@ Array = NDArray[np.float64]
 CONSERVATION_TOLERANCE = 0.01
 
 
-class ConservationError(ArithmeticError):
-    """A cash identity failed: an engine bug, never a user error."""
+class ConservationError(EngineGuardError):
+    """A cash identity failed: an engine bug or a corrupted value, never a user error."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ sample size).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import secrets
@@ -25,7 +26,9 @@ from numpy.typing import NDArray
 
 from updog import ENGINE_VERSION
 from updog.finance import STATUS_OK, STATUS_TOTAL_LOSS, periodic_irr_batch
+from updog.model.faults import FaultPlan
 from updog.model.fund_cash import run_fund_cash
+from updog.model.guards import CENT, EngineGuardError, check_simulation
 from updog.model.plan import Plan, build_plan, quarter_end, quarter_label
 from updog.model.spec import FundSpec
 from updog.simulation import stats
@@ -61,6 +64,7 @@ class BlockResult:
     fan_dpi: Array
     fan_tvpi: Array
     deal_counts: NDArray[np.int64]
+    min_nav: float
 
 
 def block_seed(seed: int, index: int) -> np.random.SeedSequence:
@@ -79,8 +83,16 @@ def _ratio(num: Array, den: Array) -> Array:
     return out
 
 
-def run_block(spec: FundSpec, plan: Plan, seed: int, index: int, paths: int) -> BlockResult:
-    """Simulate block ``index`` (``paths`` paths) of the run seeded with ``seed``."""
+def run_block(
+    spec: FundSpec,
+    plan: Plan,
+    seed: int,
+    index: int,
+    paths: int,
+    faults: FaultPlan | None = None,
+) -> BlockResult:
+    """Simulate block ``index`` (``paths`` paths) of the run seeded with ``seed``.
+    ``faults`` (tests only) may inject a fault at the ``block`` point."""
     rng = np.random.Generator(np.random.PCG64(block_seed(seed, index)))
     portfolio = sample_portfolio(spec, plan, rng, paths)
     flows = portfolio.flows
@@ -123,6 +135,8 @@ def run_block(spec: FundSpec, plan: Plan, seed: int, index: int, paths: int) -> 
     )
     start = index * BLOCK_SIZE
     keep = max(0, min(paths, FAN_SUBSAMPLE_PATHS - start))
+    if faults is not None:
+        _corrupt(faults.act("block"), metrics, flows.nav)
     return BlockResult(
         index=index,
         metrics=metrics,
@@ -134,6 +148,7 @@ def run_block(spec: FundSpec, plan: Plan, seed: int, index: int, paths: int) -> 
         fan_dpi=_ratio(cum_lp, cum_paid)[:keep],
         fan_tvpi=_ratio(cum_lp + cash.net_nav, cum_paid)[:keep],
         deal_counts=deal_counts,
+        min_nav=float(flows.nav.min(initial=0.0)),
     )
 
 
@@ -157,8 +172,33 @@ Executor = Callable[
 ]
 
 
-def _run_task(spec: FundSpec, plan: Plan, seed: int, task: tuple[int, int]) -> BlockResult:
-    return run_block(spec, plan, seed, task[0], task[1])
+def check_block(block: BlockResult) -> None:
+    """Guard one block before it is reduced: NAV never negative, and every per-path metric
+    finite except net IRR (undefined IRRs are counted, not hidden). Raises
+    :class:`~updog.model.guards.EngineGuardError`."""
+    if not block.min_nav >= -CENT:
+        raise EngineGuardError(f"negative NAV {block.min_nav:.2f} in block {block.index}")
+    for name, values in block.metrics.items():
+        if name != "net_irr" and not np.isfinite(values).all():
+            raise EngineGuardError(f"non-finite {name} in block {block.index}")
+    if not np.isfinite(block.paid_in).all() or not np.isfinite(block.gross_proceeds).all():
+        raise EngineGuardError(f"non-finite cash totals in block {block.index}")
+
+
+def _corrupt(kind: str | None, metrics: dict[str, Array], nav: Array) -> None:
+    """Apply a value-corrupting fault to a block's outputs (fault injection only)."""
+    if kind == "nan":
+        metrics["tvpi"][0] = np.nan
+    elif kind == "inf":
+        metrics["dpi"][0] = np.inf
+    elif kind == "negative_nav":
+        nav[0, :] = -1e6
+
+
+def _run_task(
+    spec: FundSpec, plan: Plan, seed: int, faults: FaultPlan | None, task: tuple[int, int]
+) -> BlockResult:
+    return run_block(spec, plan, seed, task[0], task[1], faults)
 
 
 def _local_map(
@@ -179,12 +219,15 @@ def simulate(
     *,
     executor: Executor | None = None,
     progress: Callable[[int, int], None] | None = None,
+    faults: FaultPlan | None = None,
 ) -> SimulationResult:
     """Run ``runs`` Monte Carlo paths of ``spec`` (SPEC §3.3).
 
     ``seed`` None draws one (reported in the result). ``executor`` maps a block function over
     ``(index, paths)`` tasks (default: in this process, in order); results are reduced in block
     order whatever the executor. ``progress(done_paths, runs)`` is called after each block.
+    ``faults`` injects faults for guard tests (never set in production). The result passes
+    :func:`updog.model.guards.check_simulation` or :class:`EngineGuardError` is raised.
     Raises ValueError for runs outside 100..5,000,000 or a negative seed."""
     if isinstance(runs, bool) or not isinstance(runs, int) or not MIN_RUNS <= runs <= MAX_RUNS:
         raise ValueError(f"runs must be an integer in {MIN_RUNS}..{MAX_RUNS}")
@@ -195,7 +238,7 @@ def simulate(
     plan = build_plan(spec)
     tasks = list(enumerate(block_sizes(runs)))
 
-    one = functools.partial(_run_task, spec, plan, seed)
+    one = functools.partial(_run_task, spec, plan, seed, faults)
     results: list[BlockResult] = []
     done = 0
     for block in (executor or _local_map)(one, tasks):
@@ -204,7 +247,16 @@ def simulate(
         if progress is not None:
             progress(done, runs)
     results.sort(key=lambda b: b.index)
-    return SimulationResult(_reduce(spec, plan, runs, seed, results))
+    if faults is not None and results:
+        kind = faults.act("reduce")
+        _corrupt(kind, results[0].metrics, results[0].fan_nav)
+        if kind == "negative_nav":
+            results[0] = dataclasses.replace(results[0], min_nav=-1e6)
+    for block in results:
+        check_block(block)
+    data = _reduce(spec, plan, runs, seed, results)
+    check_simulation(data)
+    return SimulationResult(data)
 
 
 def _reduce(
