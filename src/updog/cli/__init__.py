@@ -1,5 +1,6 @@
-"""The ``updog`` command: engines (``model``, ``simulate``) and service (``serve``, ``migrate``,
-``users``, ``tokens``) subcommands, each group in its own module."""
+"""The ``updog`` command: engines (``model``, ``simulate``), the reference-case checker
+(``check-cases``) and service (``serve``, ``migrate``, ``users``, ``tokens``) subcommands, each
+group in its own module."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from updog.cli import engines, service
+    from updog.cli import check_cases, engines, service
 
     engines.register(main)
+    check_cases.register(main)
     service.register(main)
 
 

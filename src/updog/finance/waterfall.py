@@ -1,0 +1,436 @@
+"""Distribution waterfalls: one realisation (American, deal by deal) and the whole fund (European).
+
+**Tiers** (ILPA Principles 3.0, 2019, "Distribution waterfall"; Metrick & Yasuda, "The Economics
+of Private Equity Funds", RFS 23(6), 2010, §2.3), in this order:
+
+1. *return of capital*: the LP gets back the cost (paid-in capital) first;
+2. *preferred return*: the LP then gets the hurdle, ``pref``;
+3. *GP catch-up*: the GP takes ``r`` (the catch-up rate) of each dollar — the LP the rest —
+   until the GP holds ``c`` (the carry rate) of everything paid above cost so far, i.e.
+   ``GP = c × (pref + tier)``. That makes the tier ``c·pref / (r − c)`` dollars (with
+   ``r = 1``: ``pref·c / (1 − c)``). If ``r <= c`` the GP never catches up and the tier takes
+   all that remains (this is the market definition of a partial catch-up, SPEC §3.1); with no
+   preferred return paid there is nothing to catch up and the tier is empty;
+4. *carry*: what remains is split ``c`` to the GP and ``1 − c`` to the LP.
+
+The GP's own commitment is treated as LP capital (it sits in the cost and is returned with it).
+
+**American** (:func:`distribute`): one realisation against its own deal cost; ``pref`` is a flat
+share of the cost (``hurdle × cost``).
+
+**European** (:func:`european_waterfall`): all the fund's distributions in date order against
+all paid-in capital; ``pref`` compounds annually at the hurdle on unreturned paid-in capital and
+on unpaid preferred return (the LP's IRR must reach the hurdle), and each tier is filled
+cumulatively across distributions (SPEC §3.2).
+
+Arithmetic is Decimal (:data:`updog.finance._decimal.CONTEXT`); every reported figure is rounded
+half-up to cents on its own at the end, so LP + GP may differ from the rounded total by a cent,
+while the unrounded figures (``*_exact``) add up exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import ROUND_DOWN, Decimal, localcontext
+from enum import StrEnum
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from updog.finance._decimal import (
+    CONTEXT,
+    ONE,
+    ZERO,
+    Money,
+    NonNegative,
+    Number,
+    Ratio,
+    fine,
+    round_cents,
+    to_decimal,
+)
+
+__all__ = [
+    "Distribution",
+    "EuropeanResult",
+    "EuropeanRow",
+    "EuropeanTerms",
+    "QuarterAmount",
+    "TierAllocation",
+    "TierKind",
+    "WaterfallPolicy",
+    "WaterfallTier",
+    "distribute",
+    "european_waterfall",
+]
+
+_ORDER = ("return_of_capital", "preferred_return", "gp_catch_up", "carry")
+
+
+class TierKind(StrEnum):
+    """Waterfall tier types, in the only order they may appear."""
+
+    RETURN_OF_CAPITAL = "return_of_capital"
+    PREFERRED_RETURN = "preferred_return"
+    GP_CATCH_UP = "gp_catch_up"
+    CARRY = "carry"
+
+
+class WaterfallTier(BaseModel):
+    """One tier. ``rate`` is the hurdle for ``preferred_return``, the catch-up rate for
+    ``gp_catch_up`` and the carry rate for ``carry`` (ratios 0..1); ``return_of_capital``
+    has none."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: TierKind
+    rate: Ratio | None = None
+
+    @model_validator(mode="after")
+    def _rate_matches_kind(self) -> Self:
+        if self.kind is TierKind.RETURN_OF_CAPITAL and self.rate is not None:
+            raise ValueError("return_of_capital takes no rate")
+        if self.kind is not TierKind.RETURN_OF_CAPITAL and self.rate is None:
+            raise ValueError(f"{self.kind.value} needs a rate")
+        return self
+
+
+class WaterfallPolicy(BaseModel):
+    """An ordered list of tiers (see the module docstring).
+
+    Rules: return of capital comes first; each kind at most once; kinds in the order return of
+    capital → preferred return → GP catch-up → carry (a tier may be left out); a catch-up needs
+    a carry tier after it. Build the usual one with :meth:`standard`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tiers: tuple[WaterfallTier, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _tiers_ordered(self) -> Self:
+        kinds = [tier.kind.value for tier in self.tiers]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"each tier kind may appear once, got {kinds}")
+        positions = [_ORDER.index(kind) for kind in kinds]
+        if positions != sorted(positions):
+            raise ValueError(
+                "tiers must be ordered return_of_capital, preferred_return, gp_catch_up, "
+                f"carry; got {kinds}"
+            )
+        if kinds[0] != TierKind.RETURN_OF_CAPITAL:
+            raise ValueError("the first tier must be return_of_capital")
+        if TierKind.GP_CATCH_UP in kinds and TierKind.CARRY not in kinds:
+            raise ValueError("a gp_catch_up tier needs a carry tier (its target)")
+        return self
+
+    @classmethod
+    def standard(cls, carry: Number, hurdle: Number = 0, catch_up: Number = 1) -> Self:
+        """Return of capital, preferred return at ``hurdle`` (left out when 0), GP catch-up at
+        ``catch_up`` (left out when 0 or when there is no preferred return) and ``carry``."""
+        hurdle_d = to_decimal(hurdle, "hurdle")
+        catch_up_d = to_decimal(catch_up, "catch_up")
+        tiers = [WaterfallTier(kind=TierKind.RETURN_OF_CAPITAL)]
+        if hurdle_d != 0:
+            tiers.append(WaterfallTier(kind=TierKind.PREFERRED_RETURN, rate=hurdle_d))
+            if catch_up_d != 0:
+                tiers.append(WaterfallTier(kind=TierKind.GP_CATCH_UP, rate=catch_up_d))
+        tiers.append(WaterfallTier(kind=TierKind.CARRY, rate=to_decimal(carry, "carry")))
+        return cls(tiers=tuple(tiers))
+
+    def rate(self, kind: TierKind) -> Decimal | None:
+        """The rate of the tier of ``kind``, or None when the policy has no such tier."""
+        for tier in self.tiers:
+            if tier.kind is kind:
+                return tier.rate if tier.rate is not None else ZERO
+        return None
+
+
+class TierAllocation(BaseModel):
+    """What one tier paid: LP and GP dollars (rounded to cents) and the exact figures."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tier: TierKind
+    lp_amount: Money
+    gp_amount: Money
+    lp_exact: Money
+    gp_exact: Money
+
+    @property
+    def amount(self) -> Decimal:
+        """LP + GP of this tier, rounded half-up to cents on its own."""
+        return round_cents(self.lp_exact + self.gp_exact)
+
+
+class Distribution(BaseModel):
+    """Outcome of :func:`distribute`.
+
+    ``lp_distribution``, ``gp_distribution`` and ``total_distributed`` are each rounded half-up
+    to cents on their own; ``lp_exact + gp_exact`` equals the distributable amount
+    (``max(0, exit_proceeds)``) exactly. ``breakdown`` has one entry per policy tier, in order
+    (zeros for tiers the proceeds did not reach).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    lp_distribution: Money
+    gp_distribution: Money
+    total_distributed: Money
+    lp_exact: Money
+    gp_exact: Money
+    breakdown: tuple[TierAllocation, ...]
+
+
+def _catch_up_tier(carry: Decimal, rate: Decimal, pref: Decimal) -> Decimal | None:
+    """Size in dollars of the catch-up tier, or None when it never closes (``rate <= carry``).
+
+    With no preferred return paid the GP already holds ``carry`` of it (0 of 0): the tier is
+    empty whatever the rate.
+    """
+    if pref == 0:
+        return ZERO
+    if rate <= carry:
+        return None
+    # Rounded down so the GP never holds more than ``carry`` of the profit.
+    return fine(carry * pref / (rate - carry), ROUND_DOWN)
+
+
+def distribute(policy: WaterfallPolicy, exit_proceeds: Number, deal_cost: Number) -> Distribution:
+    """Split one realisation between LP and GP (American, deal by deal; SPEC §3.1).
+
+    Args:
+        policy: the tiers (:class:`WaterfallPolicy`).
+        exit_proceeds: dollars realised. Zero or negative proceeds distribute nothing (every
+            figure 0): a loss on exit is not allocated to anyone here.
+        deal_cost: the deal's cost in dollars (>= 0), GP commitment included; the preferred
+            return is ``hurdle × deal_cost``.
+
+    Returns:
+        :class:`Distribution`; the tiers are filled in order as the module docstring says.
+
+    Raises:
+        ValueError: a negative or non-finite cost, non-finite proceeds.
+
+    Example: 1,500,000 on a cost of 1,000,000 with an 8 % pref, full catch-up and 20 % carry
+    gives LP 1,400,000 and GP 100,000 (ROC 1,000,000; pref 80,000; catch-up 20,000 to the GP;
+    400,000 split 320,000 / 80,000).
+    """
+    if not isinstance(policy, WaterfallPolicy):
+        raise ValueError(f"policy must be a WaterfallPolicy, got {type(policy).__name__}")
+    proceeds = to_decimal(exit_proceeds, "exit_proceeds")
+    cost = to_decimal(deal_cost, "deal_cost", minimum=ZERO)
+    with localcontext(CONTEXT):
+        remaining = max(ZERO, proceeds)
+        carry = policy.rate(TierKind.CARRY) or ZERO
+        pref_paid = ZERO
+        rows: list[tuple[TierKind, Decimal, Decimal]] = []
+        for tier in policy.tiers:
+            lp = gp = ZERO
+            if tier.kind is TierKind.RETURN_OF_CAPITAL:
+                lp = min(remaining, cost)
+            elif tier.kind is TierKind.PREFERRED_RETURN:
+                lp = min(remaining, (tier.rate or ZERO) * cost)
+                pref_paid = lp
+            elif tier.kind is TierKind.GP_CATCH_UP:
+                rate = tier.rate or ZERO
+                size = _catch_up_tier(carry, rate, pref_paid)
+                taken = remaining if size is None else min(remaining, size)
+                gp = taken * rate
+                lp = taken - gp
+            else:
+                gp = remaining * carry
+                lp = remaining - gp
+            remaining -= lp + gp
+            rows.append((tier.kind, lp, gp))
+        # What no tier took (a policy without a carry tier) belongs to the LP.
+        if remaining > 0:
+            kind, lp, gp = rows[-1]
+            rows[-1] = (kind, lp + remaining, gp)
+        lp_exact = sum((lp for _, lp, _ in rows), ZERO)
+        gp_exact = sum((gp for _, _, gp in rows), ZERO)
+        breakdown = tuple(
+            TierAllocation(
+                tier=kind,
+                lp_amount=round_cents(lp),
+                gp_amount=round_cents(gp),
+                lp_exact=lp,
+                gp_exact=gp,
+            )
+            for kind, lp, gp in rows
+        )
+        return Distribution(
+            lp_distribution=round_cents(lp_exact),
+            gp_distribution=round_cents(gp_exact),
+            total_distributed=round_cents(lp_exact + gp_exact),
+            lp_exact=lp_exact,
+            gp_exact=gp_exact,
+            breakdown=breakdown,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# European (whole-fund) waterfall
+# --------------------------------------------------------------------------------------------
+
+
+class QuarterAmount(BaseModel):
+    """A non-negative dollar amount in a quarter (period index, 0 = the fund's first quarter)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quarter: int = Field(ge=0)
+    amount: NonNegative
+
+
+class EuropeanTerms(BaseModel):
+    """Whole-fund terms: ``carry`` (0.20), ``hurdle`` (annual, compounding; 0.08) and
+    ``catch_up`` (the GP's share in the catch-up tier; 1.0 = full, 0 = none), as ratios."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    carry: Ratio
+    hurdle: Ratio = Decimal("0")
+    catch_up: Ratio = Decimal("1")
+    periods_per_year: int = Field(default=4, ge=1)
+
+
+class EuropeanRow(BaseModel):
+    """One distribution through the European waterfall (dollars, rounded to cents)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    quarter: int
+    distributable: NonNegative
+    lp_capital: NonNegative
+    lp_preferred: NonNegative
+    gp_catch_up: NonNegative
+    lp_catch_up: NonNegative
+    lp_carry_split: NonNegative
+    gp_carry_split: NonNegative
+
+    @property
+    def lp_total(self) -> Decimal:
+        return self.lp_capital + self.lp_preferred + self.lp_catch_up + self.lp_carry_split
+
+    @property
+    def gp_total(self) -> Decimal:
+        return self.gp_catch_up + self.gp_carry_split
+
+
+class EuropeanResult(BaseModel):
+    """Outcome of :func:`european_waterfall`; totals rounded half-up to cents on their own,
+    ``lp_exact + gp_exact`` = total distributable exactly."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rows: tuple[EuropeanRow, ...]
+    paid_in: NonNegative
+    distributable: NonNegative
+    lp_total: NonNegative
+    gp_carry: NonNegative
+    preferred_paid: NonNegative
+    unreturned_capital: NonNegative
+    preferred_unpaid: NonNegative
+    lp_exact: NonNegative
+    gp_exact: NonNegative
+
+
+def european_waterfall(
+    terms: EuropeanTerms,
+    contributions: Sequence[QuarterAmount],
+    distributions: Sequence[QuarterAmount],
+) -> EuropeanResult:
+    """Whole-fund (European) waterfall over quarter-indexed paid-in capital and distributions.
+
+    State, in dollars: unreturned capital ``K``, unpaid preferred return ``U``, cumulative
+    preferred return paid ``P`` and catch-up tier paid ``T``. Events are processed in quarter
+    order, contributions of a quarter before its distributions. Between events ``Δ`` years
+    apart (``Δ = quarters / periods_per_year``) the hurdle accrues with annual compounding:
+    ``U += (K + U) × ((1 + hurdle) ** Δ − 1)``. A distribution ``D`` then pays, in order:
+    ``min(D, K)`` to the LP (return of capital), ``min(rest, U)`` to the LP (preferred return),
+    the catch-up tier up to ``c·P/(r − c) − T`` (GP ``r``, LP ``1 − r`` of each dollar; all that
+    remains when ``r <= c``; no tier when ``r = 0``), and the rest split ``c`` / ``1 − c``.
+
+    With one distribution this is :func:`distribute` on the fund's paid-in capital with the
+    preferred return accrued to that date. There is no interim clawback here (see
+    :func:`updog.finance.ledger.waterfall_ledger` for a fund-level clawback).
+
+    Raises:
+        ValueError: invalid terms or amounts (negative, non-finite), non-integer quarters.
+    """
+    if not isinstance(terms, EuropeanTerms):
+        raise ValueError(f"terms must be EuropeanTerms, got {type(terms).__name__}")
+    events: list[tuple[int, int, Decimal]] = []
+    for i, c in enumerate(contributions):
+        if not isinstance(c, QuarterAmount):
+            raise ValueError(f"contributions[{i}] must be a QuarterAmount")
+        events.append((c.quarter, 0, c.amount))
+    for i, d in enumerate(distributions):
+        if not isinstance(d, QuarterAmount):
+            raise ValueError(f"distributions[{i}] must be a QuarterAmount")
+        events.append((d.quarter, 1, d.amount))
+    events.sort(key=lambda e: (e[0], e[1]))  # stable: input order within a quarter and kind
+
+    carry, rate = terms.carry, terms.catch_up
+    with localcontext(CONTEXT):
+        growth = ONE + terms.hurdle
+        capital = unpaid = pref_paid = tier_paid = paid_in = total = ZERO
+        lp_exact = gp_exact = ZERO
+        last_quarter: int | None = None
+        rows: list[EuropeanRow] = []
+        for quarter, kind, amount in events:
+            if last_quarter is not None and quarter > last_quarter and terms.hurdle > 0:
+                years = Decimal(quarter - last_quarter) / terms.periods_per_year
+                unpaid += fine((capital + unpaid) * (growth**years - ONE))
+            last_quarter = quarter
+            if kind == 0:
+                capital += amount
+                paid_in += amount
+                continue
+            total += amount
+            remaining = amount
+            roc = min(remaining, capital)
+            capital -= roc
+            remaining -= roc
+            pref = min(remaining, unpaid)
+            unpaid -= pref
+            pref_paid += pref
+            remaining -= pref
+            gp_cu = lp_cu = ZERO
+            if rate > 0:
+                size = _catch_up_tier(carry, rate, pref_paid)
+                room = remaining if size is None else max(ZERO, size - tier_paid)
+                taken = min(remaining, room)
+                tier_paid += taken
+                gp_cu = taken * rate
+                lp_cu = taken - gp_cu
+                remaining -= taken
+            gp_split = remaining * carry
+            lp_split = remaining - gp_split
+            lp_exact += roc + pref + lp_cu + lp_split
+            gp_exact += gp_cu + gp_split
+            rows.append(
+                EuropeanRow(
+                    quarter=quarter,
+                    distributable=round_cents(amount),
+                    lp_capital=round_cents(roc),
+                    lp_preferred=round_cents(pref),
+                    gp_catch_up=round_cents(gp_cu),
+                    lp_catch_up=round_cents(lp_cu),
+                    lp_carry_split=round_cents(lp_split),
+                    gp_carry_split=round_cents(gp_split),
+                )
+            )
+        return EuropeanResult(
+            rows=tuple(rows),
+            paid_in=round_cents(paid_in),
+            distributable=round_cents(total),
+            lp_total=round_cents(lp_exact),
+            gp_carry=round_cents(gp_exact),
+            preferred_paid=round_cents(pref_paid),
+            unreturned_capital=round_cents(capital),
+            preferred_unpaid=round_cents(unpaid),
+            lp_exact=lp_exact,
+            gp_exact=gp_exact,
+        )
