@@ -203,7 +203,32 @@ def simulate_command(
         click.echo(f"report written to {html_path}", err=True)
 
 
+@click.command("sweep")
+@click.argument("fund_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--runs", type=click.IntRange(MIN_RUNS, MAX_RUNS), default=10_000,
+              show_default=True, help="Paths per reserve ratio.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=42, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def sweep_command(fund_file: Path, runs: int, seed: int, fmt: str) -> None:
+    """Median TVPI of FUND_FILE across reserve ratios 0.20..0.70 (same seed for each)."""
+    from updog.simulation.sweep import reserve_sweep
+
+    result = reserve_sweep(read_fund_file(fund_file), runs, seed)
+    if fmt == "json":
+        click.echo(_json(result))
+        return
+    click.echo(f"{runs:,} paths per ratio, seed {seed}")
+    click.echo(f"{'reserve':>8} {'TVPI p50':>10} {'± se':>8} {'mean':>8} {'P(<1x)':>8}")
+    for p in result["points"]:
+        click.echo(
+            f"{p['reserve_ratio']:>8.2f} {p['tvpi_p50']:>9.3f}x {p['tvpi_p50_se']:>8.3f} "
+            f"{p['tvpi_mean']:>7.3f}x {100 * p['tvpi_below_1']:>7.1f}%"
+        )
+
+
 def register(group: click.Group) -> None:
     """Add the engine commands to ``group``."""
     group.add_command(model_command)
     group.add_command(simulate_command)
+    group.add_command(sweep_command)

@@ -295,6 +295,18 @@ class Construction(_Model):
     deployment_curve: DeploymentCurve = DeploymentCurve.linear
 
 
+class Market(_Model):
+    """An optional market factor: one shock per simulated path, shared by every company in it,
+    so outcomes within a fund correlate (good and bad vintages). Each exit's value is
+    multiplied by ``exp(volatility · z − volatility² / 2)`` with ``z ~ N(0, 1)`` per path — a
+    mean-one lognormal factor, so expected values (the deterministic forecast) are unchanged
+    while the spread of fund outcomes widens. 0 switches it off. A volatility around 0.3–0.5
+    reproduces the vintage-to-vintage dispersion of US venture funds' median TVPI in Cambridge
+    Associates' benchmark statistics."""
+
+    volatility: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = 0.0
+
+
 class Sector(_Model):
     name: ShortText
     share: Ratio
@@ -388,6 +400,7 @@ class FundSpec(_Model):
     )
     construction: Construction = Field(default_factory=_default_construction)
     sectors: Annotated[list[Sector], Field(max_length=MAX_SECTORS)] = Field(default_factory=list)
+    market: Market = Field(default_factory=Market)
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> FundSpec:
@@ -741,6 +754,7 @@ __all__ = [
     "FollowOn",
     "FundSpec",
     "Issue",
+    "Market",
     "OutcomeBand",
     "OutcomeDistribution",
     "Recycling",

@@ -93,8 +93,7 @@ def run_block(
 ) -> BlockResult:
     """Simulate block ``index`` (``paths`` paths) of the run seeded with ``seed``.
     ``faults`` (tests only) may inject a fault at the ``block`` point."""
-    rng = np.random.Generator(np.random.PCG64(block_seed(seed, index)))
-    portfolio = sample_portfolio(spec, plan, rng, paths)
+    portfolio = sample_portfolio(spec, plan, block_seed(seed, index), paths)
     flows = portfolio.flows
     cash = run_fund_cash(spec, plan, flows)
 

@@ -6,10 +6,17 @@ in expectation), never over paths or companies. A company's fate at each stage (
 exit / fail) is drawn with the stage's probabilities and the time to it from the same
 discretised Gamma distribution as :func:`updog.model.plan.event_time_pmf`; participation in a
 follow-on is a Bernoulli draw with the allocation's participation rate; an exit multiple is
-drawn from the stage's band mixture (uniform within a band, bounded Pareto in the top band).
+drawn from the stage's band mixture (uniform within a band, bounded Pareto in the top band),
+times the path's market factor when one is configured.
 
-The random stream is an explicit :class:`numpy.random.Generator`; draws happen in a fixed
-order (initial fates, then quarter by quarter), so a block's result depends only on its seed.
+Randomness (numpy.random style, no global state): every company ``c`` of block ``b`` has its
+own stream, ``SeedSequence(seed, spawn_key=(b, c))``, from which all of its uniforms are drawn
+up front — :data:`DRAWS_PER_STAGE` per stage it can pass through (fate, timing,
+participation) and two for its exit multiple — by inverse transform. A company's fortunes
+therefore do not depend on how many other companies the fund holds or on the order of events:
+runs that differ only in construction (e.g. a reserve-ratio sweep) share their random numbers
+company by company (common random numbers), which makes such comparisons smooth. The market
+factor of each path comes from the stream ``spawn_key=(b, MARKET_STREAM)``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ from updog.model.spec import FundSpec
 Array = NDArray[np.float64]
 
 GRADUATE, EXIT, FAIL = 0, 1, 2
+#: Uniforms per stage a company passes through: fate, time to the event, participation.
+DRAWS_PER_STAGE = 3
+#: Stream index of the per-path market factor (company streams use 0, 1, 2, ...).
+MARKET_STREAM = 2**31 - 1
 #: Event quarter meaning "not before the horizon".
 NEVER = np.iinfo(np.int32).max
 
@@ -81,15 +92,13 @@ def _tables(spec: FundSpec, plan: Plan) -> _Tables:
     )
 
 
-def _draw_fate(
-    rng: np.random.Generator, t: _Tables, stage: NDArray[np.int64]
+def _fate(
+    t: _Tables, stage: NDArray[np.int64], u: Array, v: Array
 ) -> tuple[NDArray[np.int8], NDArray[np.int64]]:
-    """Fate (GRADUATE/EXIT/FAIL) and delay in quarters (≥ 1) for companies entering ``stage``
-    (any shape); returns arrays of the same shape."""
-    u = rng.random(stage.shape)
+    """Fate (GRADUATE/EXIT/FAIL) and delay in quarters (≥ 1) for companies entering ``stage``,
+    from uniforms ``u`` (fate) and ``v`` (timing); all arrays share one shape."""
     pg = t.graduation_rate[stage]
     fate = np.where(u < pg, GRADUATE, np.where(u < pg + t.exit_rate[stage], EXIT, FAIL))
-    v = rng.random(stage.shape)
     delay = np.empty(stage.shape, dtype=np.int64)
     is_exit = fate == EXIT
     for s in np.unique(stage):
@@ -99,10 +108,9 @@ def _draw_fate(
     return fate.astype(np.int8), np.maximum(delay, 1)
 
 
-def _draw_multiple(rng: np.random.Generator, t: _Tables, stage: NDArray[np.int64]) -> Array:
-    """Exit multiples (on the stage's post-money) for exits at ``stage``; shape of ``stage``."""
-    u = rng.random(stage.shape)
-    v = rng.random(stage.shape)
+def _multiple(t: _Tables, stage: NDArray[np.int64], u: Array, v: Array) -> Array:
+    """Exit multiples (on the stage's post-money) for exits at ``stage`` from uniforms ``u``
+    (band) and ``v`` (position in the band); 1-d arrays of one length."""
     band = (u[:, None] >= t.band_cdf[stage]).sum(axis=1)
     band = np.minimum(band, t.top_band[stage])
     lo = t.band_low[stage, band]
@@ -116,15 +124,44 @@ def _draw_multiple(rng: np.random.Generator, t: _Tables, stage: NDArray[np.int64
     return out
 
 
+def company_uniforms(
+    block: np.random.SeedSequence, companies: int, paths: int, stages: int
+) -> Array:
+    """All uniforms of a block, shape (paths, companies, DRAWS_PER_STAGE × stages + 2): company
+    ``c`` draws from ``SeedSequence(block.entropy, spawn_key=block.spawn_key + (c,))``."""
+    width = DRAWS_PER_STAGE * stages + 2
+    out = np.empty((paths, companies, width))
+    for c in range(companies):
+        stream = np.random.SeedSequence(block.entropy, spawn_key=(*block.spawn_key, c))
+        out[:, c, :] = np.random.Generator(np.random.PCG64(stream)).random((paths, width))
+    return out
+
+
+def market_factor(block: np.random.SeedSequence, paths: int, volatility: float) -> Array:
+    """Per-path mean-one lognormal factor ``exp(σ z − σ²/2)``, shape (paths,); ones if σ = 0."""
+    if volatility <= 0.0:
+        return np.ones(paths)
+    stream = np.random.SeedSequence(block.entropy, spawn_key=(*block.spawn_key, MARKET_STREAM))
+    z = np.random.Generator(np.random.PCG64(stream)).standard_normal(paths)
+    out: Array = np.exp(volatility * z - 0.5 * volatility**2)
+    return out
+
+
 def sample_portfolio(
-    spec: FundSpec, plan: Plan, rng: np.random.Generator, paths: int
+    spec: FundSpec, plan: Plan, block: np.random.SeedSequence, paths: int
 ) -> PortfolioResult:
-    """Draw ``paths`` portfolios. Flows have shape (paths, quarters), dollars;
-    ``reserves_used`` has shape (paths,)."""
+    """Draw ``paths`` portfolios from the block's seed sequence. Flows have shape
+    (paths, quarters), dollars; ``reserves_used`` has shape (paths,); ``company_multiple``
+    (paths, companies)."""
     t = _tables(spec, plan)
     co = plan.companies
     quarters = plan.quarters
     n_comp = len(co.entry_quarter)
+    n_stage = len(plan.stages.round_size)
+    uniforms = company_uniforms(block, n_comp, paths, n_stage)
+    market = market_factor(block, paths, spec.market.volatility)
+    step = np.zeros((paths, n_comp), dtype=np.int64)  # stages passed through so far
+    multiple_u = DRAWS_PER_STAGE * n_stage
     round_size = plan.stages.round_size
     post = plan.stages.post_money
     keep = 1.0 - round_size / post  # share of old ownership kept through a round
@@ -132,7 +169,7 @@ def sample_portfolio(
     stage = np.broadcast_to(co.entry_stage, (paths, n_comp)).copy()
     own = np.broadcast_to(co.initial_check / post[co.entry_stage], (paths, n_comp)).copy()
     cost = np.broadcast_to(co.initial_check, (paths, n_comp)).copy()
-    fate, delay = _draw_fate(rng, t, stage)
+    fate, delay = _fate(t, stage, uniforms[:, :, 0], uniforms[:, :, 1])
     event_q = co.entry_quarter[None, :] + delay
 
     nav_now = np.zeros(paths)
@@ -162,8 +199,11 @@ def sample_portfolio(
 
             ex = f == EXIT
             if ex.any():
-                mult = _draw_multiple(rng, t, s[ex])
-                realised = o[ex] * mult * post[s[ex]]
+                pe, ce = p_idx[ex], c_idx[ex]
+                mult = _multiple(
+                    t, s[ex], uniforms[pe, ce, multiple_u], uniforms[pe, ce, multiple_u + 1]
+                )
+                realised = o[ex] * mult * post[s[ex]] * market[pe]
                 proceeds[:, q] += np.bincount(p_idx[ex], realised, paths)
                 value[p_idx[ex], c_idx[ex]] = realised
             gone = f != GRADUATE
@@ -176,7 +216,8 @@ def sample_portfolio(
             if gr.any():
                 gp, gc = p_idx[gr], c_idx[gr]
                 ns = s[gr] + 1
-                joins = rng.random(gp.size) < co.participation[gc]
+                k = step[gp, gc]
+                joins = uniforms[gp, gc, DRAWS_PER_STAGE * k + 2] < co.participation[gc]
                 demand = (
                     np.where(co.pro_rata[gc], o[gr] * round_size[ns], co.follow_on_check[gc])
                     * joins
@@ -194,7 +235,9 @@ def sample_portfolio(
                 own[gp, gc] = new_own
                 cost[gp, gc] += funded
                 stage[gp, gc] = ns
-                nf, nd = _draw_fate(rng, t, ns)
+                step[gp, gc] = k + 1
+                base = DRAWS_PER_STAGE * (k + 1)
+                nf, nd = _fate(t, ns, uniforms[gp, gc, base], uniforms[gp, gc, base + 1])
                 fate[gp, gc] = nf
                 event_q[gp, gc] = q + nd
         nav[:, q] = nav_now
