@@ -57,9 +57,10 @@ class BlockResult:
     index: int
     metrics: dict[str, Array]
     irr_status: NDArray[np.int8]
-    paid_in: Array
-    gross_proceeds: Array
-    invested: Array
+    paths: int
+    #: Per-quantity (sum, sum of squares) over the block's paths, dollars: "paid_in",
+    #: "gross_proceeds", "invested" — enough for means and standard errors, O(1) memory.
+    moments: dict[str, tuple[float, float]]
     fan_nav: Array
     fan_dpi: Array
     fan_tvpi: Array
@@ -140,9 +141,15 @@ def run_block(
         index=index,
         metrics=metrics,
         irr_status=status,
-        paid_in=paid_in,
-        gross_proceeds=proceeds,
-        invested=invested,
+        paths=paths,
+        moments={
+            name: (float(v.sum()), float(np.square(v).sum()))
+            for name, v in (
+                ("paid_in", paid_in),
+                ("gross_proceeds", proceeds),
+                ("invested", invested),
+            )
+        },
         fan_nav=flows.nav[:keep],
         fan_dpi=_ratio(cum_lp, cum_paid)[:keep],
         fan_tvpi=_ratio(cum_lp + cash.net_nav, cum_paid)[:keep],
@@ -180,7 +187,7 @@ def check_block(block: BlockResult) -> None:
     for name, values in block.metrics.items():
         if name != "net_irr" and not np.isfinite(values).all():
             raise EngineGuardError(f"non-finite {name} in block {block.index}")
-    if not np.isfinite(block.paid_in).all() or not np.isfinite(block.gross_proceeds).all():
+    if not all(np.isfinite(m).all() for m in block.moments.values()):
         raise EngineGuardError(f"non-finite cash totals in block {block.index}")
 
 
@@ -242,7 +249,7 @@ def simulate(
     done = 0
     for block in (executor or _local_map)(one, tasks):
         results.append(block)
-        done += len(block.paid_in)
+        done += block.paths
         if progress is not None:
             progress(done, runs)
     results.sort(key=lambda b: b.index)
@@ -271,8 +278,12 @@ def _reduce(
     irr = per_path["net_irr"]
     defined_irr = np.isfinite(irr)
 
-    def mean_se(v: Array) -> dict[str, float]:
-        return {"mean": float(v.mean()), "se": float(v.std(ddof=1) / np.sqrt(v.size))}
+    def mean_se(name: str) -> dict[str, float]:
+        total = sum(b.moments[name][0] for b in blocks)
+        squares = sum(b.moments[name][1] for b in blocks)
+        mean = total / runs
+        variance = max(squares - runs * mean * mean, 0.0) / max(runs - 1, 1)
+        return {"mean": mean, "se": float(np.sqrt(variance / runs))}
 
     fan_nav = cat(lambda b: b.fan_nav)
     deals = np.sum([b.deal_counts for b in blocks], axis=0)
@@ -294,11 +305,7 @@ def _reduce(
             "total_loss_paths": int((status == STATUS_TOTAL_LOSS).sum()),
             "undefined_paths": int(((status != STATUS_OK) & (status != STATUS_TOTAL_LOSS)).sum()),
         },
-        "means": {
-            "gross_proceeds": mean_se(cat(lambda b: b.gross_proceeds)),
-            "paid_in": mean_se(cat(lambda b: b.paid_in)),
-            "invested": mean_se(cat(lambda b: b.invested)),
-        },
+        "means": {name: mean_se(name) for name in ("gross_proceeds", "paid_in", "invested")},
         "deal_outcomes": {
             name: float(count) / float(deals.sum())
             for name, count in zip(DEAL_BINS, deals, strict=True)
