@@ -164,3 +164,40 @@ def test_percentiles_are_monotone(values: list[float]) -> None:
     ps = [d[f"p{p}"] for p in PERCENTILES]
     assert ps == sorted(ps)
     assert ps[0] >= min(values) and ps[-1] <= max(values)
+
+
+def test_a_fund_without_exits_returns_value_only_at_liquidation() -> None:
+    spec = FundSpec.model_validate(
+        minimal_spec_json(
+            stages=[
+                {
+                    "name": "seed",
+                    "round_size": 2e6,
+                    "post_money": 10e6,
+                    "graduation_rate": 0.5,
+                    "exit_rate": 0.0,
+                },
+                {
+                    "name": "series-a",
+                    "round_size": 8e6,
+                    "post_money": 40e6,
+                    "graduation_rate": 0.0,
+                    "exit_rate": 0.0,
+                },
+            ],
+            construction={"allocations": [{"stage": "seed", "share": 1.0, "initial_check": 1e6}]},
+        )
+    )
+    r = simulate(spec, 500, 2).to_dict()
+    assert r["deal_outcomes"]["10x_and_above"] == 0.0
+    assert r["metrics"]["tvpi"]["count"] == 500
+    # Value comes back only when survivors are liquidated at their mark in the last quarter.
+    assert r["fan_chart"]["dpi"]["p90"][-2] == 0.0
+    assert r["metrics"]["dpi"]["p90"] > 0.0
+
+
+def test_more_runs_shrink_the_standard_errors(seed_fund: FundSpec) -> None:
+    small = simulate(seed_fund, 500, 8).to_dict()["metrics"]["tvpi"]["se"]
+    large = simulate(seed_fund, 8000, 8).to_dict()["metrics"]["tvpi"]["se"]
+    for key in ("mean", "p5", "p50", "p95"):
+        assert large[key] < small[key], key
