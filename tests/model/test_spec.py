@@ -123,7 +123,6 @@ BAD_CASES = [
     ("/waterfall/hurdle", 0.25, "/waterfall/hurdle", "OUT_OF_RANGE"),
     ("/waterfall/catch_up", 1.5, "/waterfall/catch_up", "OUT_OF_RANGE"),
     ("/waterfall/type", "asian", "/waterfall/type", "NOT_ALLOWED"),
-    ("/waterfall/type", "american", "/waterfall/type", "NOT_SUPPORTED_YET"),
     ("/recycling/cap_ratio", 0.3, "/recycling/cap_ratio", "OUT_OF_RANGE"),
     ("/stages/0/graduation_rate", 0.95, "/stages/0/graduation_rate", "RATES_EXCEED_ONE"),
     ("/stages/0/round_size", 20e6, "/stages/0/round_size", "ROUND_ABOVE_POST_MONEY"),

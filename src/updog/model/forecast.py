@@ -27,11 +27,12 @@ from numpy.typing import NDArray
 
 from updog import ENGINE_VERSION
 from updog.finance import xirr
+from updog.model.american import deal_gp_share
 from updog.model.faults import FaultPlan
 from updog.model.fund_cash import FundCash, PortfolioFlows, run_fund_cash
 from updog.model.guards import check_forecast
 from updog.model.plan import Plan, build_plan, quarter_end, quarter_label
-from updog.model.spec import FundSpec
+from updog.model.spec import FundSpec, WaterfallType
 
 Array = NDArray[np.float64]
 
@@ -88,6 +89,9 @@ def expected_portfolio(spec: FundSpec, plan: Plan) -> PortfolioResult:
     invested_follow_on = np.zeros(quarters)
     proceeds = np.zeros(quarters)
     exited = np.zeros(quarters)
+    american = spec.waterfall.type == WaterfallType.american
+    terms = (spec.waterfall.carry, spec.waterfall.hurdle, spec.waterfall.catch_up)
+    deal_carry = np.zeros(quarters)
     failed = np.zeros(quarters)
 
     idx = np.arange(n_comp)
@@ -139,15 +143,34 @@ def expected_portfolio(spec: FundSpec, plan: Plan) -> PortfolioResult:
                 exited[q + 1 : hi] += pe * m_total * espan
                 value = st.mean_multiple[s] * st.post_money[s]
                 proceeds[q + 1 : hi] += pe * w_total * value * espan
+                if american:
+                    # Split of each company's expected exit against its expected cost.
+                    alive = m > 0.0
+                    per_company = deal_gp_share(
+                        own[alive, s, q] / m[alive] * value,
+                        cost[alive, s, q] / m[alive],
+                        *terms,
+                    )
+                    deal_carry[q + 1 : hi] += pe * float((m[alive] * per_company).sum()) * espan
 
     nav = np.zeros(quarters)
     cost_unrealised = np.zeros(quarters)
     held = np.zeros(quarters)
     for s in range(n_stage):
         surv = survival(plan, s)
-        nav += st.post_money[s] * np.convolve(own[:, s, :].sum(axis=0), surv)[:quarters]
-        cost_unrealised += np.convolve(cost[:, s, :].sum(axis=0), surv)[:quarters]
-        held += np.convolve(mass[:, s, :].sum(axis=0), surv)[:quarters]
+        stage_nav = st.post_money[s] * np.convolve(own[:, s, :].sum(axis=0), surv)[:quarters]
+        stage_cost = np.convolve(cost[:, s, :].sum(axis=0), surv)[:quarters]
+        stage_held = np.convolve(mass[:, s, :].sum(axis=0), surv)[:quarters]
+        nav += stage_nav
+        cost_unrealised += stage_cost
+        held += stage_held
+        if american and not spec.evergreen and stage_held[-1] > 0.0:
+            per_company = deal_gp_share(
+                np.array([stage_nav[-1] / stage_held[-1]]),
+                np.array([stage_cost[-1] / stage_held[-1]]),
+                *terms,
+            )
+            deal_carry[-1] += stage_held[-1] * float(per_company[0])
     if not spec.evergreen:
         proceeds[-1] += nav[-1]
         nav[-1] = 0.0
@@ -167,6 +190,7 @@ def expected_portfolio(spec: FundSpec, plan: Plan) -> PortfolioResult:
         gross_proceeds=proceeds[None, :],
         nav=nav[None, :],
         cost_unrealised=cost_unrealised[None, :],
+        deal_carry=deal_carry[None, :] if american else None,
     )
     used = np.array([plan.reserves_planned - reserves_left])
     return PortfolioResult(flows=flows, reserves_used=used, counts=counts)

@@ -23,10 +23,16 @@ Rules (SPEC §3.1, §3.2):
   (3) GP catch-up under the market definition of SPEC §3.1 — the GP takes ``catch_up`` of each
   dollar until it holds ``carry`` × (preferred return paid + catch-up tier), a tier of
   ``carry · pref / (catch_up − carry)``; with ``catch_up ≤ carry`` (but > 0) the tier takes all
-  that remains; ``catch_up = 0`` means no catch-up tier — (4) the rest split ``carry`` to the GP.
+  that remains (if a preferred return has been paid at all); ``catch_up = 0`` means no
+  catch-up tier — (4) the rest split ``carry`` to the GP. This is
+  :func:`updog.finance.european_waterfall` in float arithmetic, vectorised over paths.
   At the end of a fund's life a clawback returns to LPs any carry above
   ``carry × max(0, total distributions − paid-in)``, so a fund that ends below cost keeps no
   carry. The GP commitment is paid in and distributed like LP capital.
+* **American waterfall** (deal by deal): the portfolio engines compute each realisation's GP
+  share against its own cost (``PortfolioFlows.deal_carry``); the fund pays it on the share of
+  the quarter's proceeds distributed (not recycled), then the same end-of-life clawback. Net NAV
+  deducts ``carry`` × unrealised gain.
 * **Net NAV** (the LP share of residual NAV) is the LP part of a hypothetical distribution of
   the NAV through the same waterfall, without changing its state.
 
@@ -43,7 +49,7 @@ from numpy.typing import NDArray
 
 from updog.model.guards import EngineGuardError
 from updog.model.plan import Plan
-from updog.model.spec import FeeBasis, FundSpec
+from updog.model.spec import FeeBasis, FundSpec, WaterfallType
 
 Array = NDArray[np.float64]
 
@@ -59,13 +65,16 @@ class ConservationError(EngineGuardError):
 class PortfolioFlows:
     """Gross portfolio flows in dollars, each of shape (paths, quarters): initial and follow-on
     investments, gross exit proceeds (including any final liquidation), NAV at quarter end
-    (fair value at the latest round) and unrealised cost at quarter end."""
+    (fair value at the latest round) and unrealised cost at quarter end; for a deal-by-deal
+    (American) waterfall, ``deal_carry`` is the GP share of each quarter's realisations
+    computed deal by deal (:func:`updog.model.american.deal_gp_share`)."""
 
     invested_initial: Array
     invested_follow_on: Array
     gross_proceeds: Array
     nav: Array
     cost_unrealised: Array
+    deal_carry: Array | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,9 @@ def _split(
         target = carry * (state.pref_paid + pref) / (catch_up - carry)
         tier = np.minimum(rest, np.maximum(target - state.catch_up_paid, 0.0))
     else:
-        tier = rest
+        # The GP never catches up: the tier takes all that remains — once there is a
+        # preferred return to catch up on (none paid: nothing to catch up, as in the kernel).
+        tier = np.where(state.pref_paid + pref > 0.0, rest, 0.0)
     rest = rest - tier
     gp = catch_up * tier + carry * rest
     return roc, pref, tier, gp
@@ -136,6 +147,8 @@ def run_fund_cash(spec: FundSpec, plan: Plan, flows: PortfolioFlows) -> FundCash
     prev_nav = zeros
     prev_cost = zeros
     invested = flows.invested_initial + flows.invested_follow_on
+    american = spec.waterfall.type == WaterfallType.american
+    deal_carry = flows.deal_carry if flows.deal_carry is not None else np.zeros((paths, quarters))
 
     for q in range(quarters):
         year = q // 4 + 1
@@ -179,11 +192,19 @@ def run_fund_cash(spec: FundSpec, plan: Plan, flows: PortfolioFlows) -> FundCash
         state.paid_in = state.paid_in + call
         recycled_total = recycled_total + recycled
         distributable = proceeds - recycled
-        roc, pref, tier_amount, gp = _split(state, distributable, carry, catch_up)
-        state.returned = state.returned + roc
-        state.pref_due = state.pref_due - pref
-        state.pref_paid = state.pref_paid + pref
-        state.catch_up_paid = state.catch_up_paid + tier_amount
+        if american:
+            # Carry as computed deal by deal, on the share of proceeds distributed.
+            share = np.divide(distributable, proceeds, out=np.zeros(paths), where=proceeds > 0)
+            gp = np.minimum(deal_carry[:, q] * share, distributable)
+            state.returned = state.returned + np.minimum(
+                distributable - gp, np.maximum(state.paid_in - state.returned, 0.0)
+            )
+        else:
+            roc, pref, tier_amount, gp = _split(state, distributable, carry, catch_up)
+            state.returned = state.returned + roc
+            state.pref_due = state.pref_due - pref
+            state.pref_paid = state.pref_paid + pref
+            state.catch_up_paid = state.catch_up_paid + tier_amount
         lp = distributable - gp
         lp_total = lp_total + lp
         gp_total = gp_total + gp
@@ -196,7 +217,11 @@ def run_fund_cash(spec: FundSpec, plan: Plan, flows: PortfolioFlows) -> FundCash
         out["lp_distributions"][:, q] = lp
         out["gp_carry"][:, q] = gp
         nav = flows.nav[:, q]
-        _, _, _, nav_gp = _split(state, nav, carry, catch_up)
+        if american:
+            # Carry on unrealised gains if the holdings were sold at their marks (no pref).
+            nav_gp = carry * np.maximum(nav - flows.cost_unrealised[:, q], 0.0)
+        else:
+            _, _, _, nav_gp = _split(state, nav, carry, catch_up)
         out["net_nav"][:, q] = nav - nav_gp
         prev_nav = nav
         prev_cost = flows.cost_unrealised[:, q]

@@ -694,22 +694,13 @@ def validate_publish(data: object) -> tuple[FundSpec | None, list[Issue], list[I
 
 def engine_support_issues(spec: FundSpec) -> list[Issue]:
     """Valid specs the current engine cannot evaluate faithfully (rather than a wrong number):
-    an infeasible plan (fees and expenses leave nothing to invest) or a feature not built yet."""
+    an infeasible plan (fees and expenses leave nothing to invest)."""
     from updog.model.plan import build_plan  # the plan module imports this one
 
     try:
         build_plan(spec)
     except ValueError as exc:
         return [Issue(path="/fund_size", code="PLAN_INFEASIBLE", message=str(exc))]
-    if spec.waterfall.type == WaterfallType.american:
-        return [
-            Issue(
-                path="/waterfall/type",
-                code="NOT_SUPPORTED_YET",
-                message="the deal-by-deal (american) waterfall is not in this engine "
-                "version; use european",
-            )
-        ]
     return []
 
 

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from updog.model.american import deal_gp_share
 from updog.model.forecast import PortfolioResult
 from updog.model.fund_cash import PortfolioFlows
 from updog.model.plan import Plan
-from updog.model.spec import FundSpec
+from updog.model.spec import FundSpec, WaterfallType
 
 Array = NDArray[np.float64]
 
@@ -183,6 +184,9 @@ def sample_portfolio(
     nav = np.zeros((paths, quarters))
     cost_unrealised = np.zeros((paths, quarters))
     value = np.zeros((paths, n_comp))  # realised, or held at the horizon, per investment
+    american = spec.waterfall.type == WaterfallType.american
+    terms = (spec.waterfall.carry, spec.waterfall.hurdle, spec.waterfall.catch_up)
+    deal_carry = np.zeros((paths, quarters))
     entry_value = co.initial_check / post[co.entry_stage] * post[co.entry_stage]
 
     for q in range(quarters):
@@ -205,6 +209,9 @@ def sample_portfolio(
                 )
                 realised = o[ex] * mult * post[s[ex]] * market[pe]
                 proceeds[:, q] += np.bincount(p_idx[ex], realised, paths)
+                if american:
+                    gp = deal_gp_share(realised, cost[pe, ce], *terms)
+                    deal_carry[:, q] += np.bincount(pe, gp, paths)
                 value[p_idx[ex], c_idx[ex]] = realised
             gone = f != GRADUATE
             if gone.any():
@@ -245,6 +252,9 @@ def sample_portfolio(
 
     held = event_q != NEVER
     value[held] = own[held] * post[stage[held]]
+    if american and not spec.evergreen:
+        gp = deal_gp_share(value, cost, *terms) * held
+        deal_carry[:, -1] += gp.sum(axis=1)
     if not spec.evergreen:
         proceeds[:, -1] += nav[:, -1]
         nav[:, -1] = 0.0
@@ -255,6 +265,7 @@ def sample_portfolio(
         gross_proceeds=proceeds,
         nav=np.maximum(nav, 0.0),
         cost_unrealised=np.maximum(cost_unrealised, 0.0),
+        deal_carry=deal_carry if american else None,
     )
     return PortfolioResult(
         flows=flows,
