@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
+from updog.model.fund_cash import PortfolioFlows
 from updog.model.spec import FundSpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,3 +29,21 @@ def minimal_spec_json(**overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
+
+
+def portfolio_flows(quarters: int, **series: dict[int, float]) -> PortfolioFlows:
+    """Hand-made portfolio flows for one path: ``name={quarter: dollars}`` per series."""
+    arrays = {}
+    for name in (
+        "invested_initial",
+        "invested_follow_on",
+        "gross_proceeds",
+        "nav",
+        "cost_unrealised",
+        "deal_carry",
+    ):
+        a = np.zeros((1, quarters))
+        for k, v in series.get(name, {}).items():
+            a[0, k] = v
+        arrays[name] = a
+    return PortfolioFlows(**arrays)

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine_support import EXAMPLES, load_yaml, minimal_spec_json
+from engine_support import EXAMPLES, load_yaml, minimal_spec_json, portfolio_flows
 from updog.finance import WaterfallPolicy, distribute
 from updog.model.american import deal_gp_share
 from updog.model.forecast import run_forecast
-from updog.model.fund_cash import PortfolioFlows, run_fund_cash
+from updog.model.fund_cash import run_fund_cash
 from updog.model.plan import build_plan
 from updog.model.spec import FundSpec
 from updog.simulation import simulate
@@ -59,30 +59,13 @@ def _american(**extra: Any) -> FundSpec:
     )
 
 
-def _flows(q: int, **series: dict[int, float]) -> PortfolioFlows:
-    arrays = {}
-    for name in (
-        "invested_initial",
-        "invested_follow_on",
-        "gross_proceeds",
-        "nav",
-        "cost_unrealised",
-        "deal_carry",
-    ):
-        a = np.zeros((1, q))
-        for k, v in series.get(name, {}).items():
-            a[0, k] = v
-        arrays[name] = a
-    return PortfolioFlows(**arrays)
-
-
 def test_fund_pays_deal_carry_and_claws_it_back_when_the_fund_loses() -> None:
     spec = _american()
     plan = build_plan(spec)
     winner = run_fund_cash(
         spec,
         plan,
-        _flows(
+        portfolio_flows(
             12,
             invested_initial={0: 200.0},
             gross_proceeds={4: 150.0, 11: 120.0},
@@ -94,7 +77,7 @@ def test_fund_pays_deal_carry_and_claws_it_back_when_the_fund_loses() -> None:
     loser = run_fund_cash(
         spec,
         plan,
-        _flows(
+        portfolio_flows(
             12,
             invested_initial={0: 200.0},
             gross_proceeds={4: 150.0, 11: 20.0},

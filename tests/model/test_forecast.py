@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine_support import EXAMPLES, FIXTURE_FUNDS, load_yaml, minimal_spec_json
+from engine_support import EXAMPLES, FIXTURE_FUNDS, load_yaml, minimal_spec_json, portfolio_flows
 from updog.model.forecast import run_forecast
-from updog.model.fund_cash import ConservationError, PortfolioFlows, run_fund_cash
+from updog.model.fund_cash import ConservationError, run_fund_cash
 from updog.model.plan import build_plan, event_time_pmf, quarter_end, quarter_label
 from updog.model.spec import FundSpec
 
@@ -79,22 +79,6 @@ def test_quarter_calendar() -> None:
     assert quarter_end(date(2025, 1, 1), 2).isoformat() == "2025-09-30"
 
 
-def _flows(q: int, **series: dict[int, float]) -> PortfolioFlows:
-    arrays = {}
-    for name in (
-        "invested_initial",
-        "invested_follow_on",
-        "gross_proceeds",
-        "nav",
-        "cost_unrealised",
-    ):
-        a = np.zeros((1, q))
-        for k, v in series.get(name, {}).items():
-            a[0, k] = v
-        arrays[name] = a
-    return PortfolioFlows(**arrays)
-
-
 def _bare_spec(**waterfall: Any) -> FundSpec:
     return FundSpec.model_validate(
         minimal_spec_json(
@@ -114,7 +98,7 @@ def test_european_waterfall_known_answer() -> None:
     spec = _bare_spec()
     plan = build_plan(spec)
     cash = run_fund_cash(
-        spec, plan, _flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 150.0})
+        spec, plan, portfolio_flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 150.0})
     )
     assert cash.called[0, 0] == pytest.approx(100.0)
     assert cash.gp_carry[0, 4] == pytest.approx(10.0)
@@ -124,7 +108,9 @@ def test_european_waterfall_known_answer() -> None:
 def test_no_catch_up_splits_the_excess_only() -> None:
     spec = _bare_spec(catch_up=0.0)
     cash = run_fund_cash(
-        spec, build_plan(spec), _flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 150.0})
+        spec,
+        build_plan(spec),
+        portfolio_flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 150.0}),
     )
     # 100 capital, 8 pref, the remaining 42 split 80/20.
     assert cash.gp_carry[0, 4] == pytest.approx(0.2 * 42.0)
@@ -133,7 +119,9 @@ def test_no_catch_up_splits_the_excess_only() -> None:
 def test_below_hurdle_pays_no_carry() -> None:
     spec = _bare_spec()
     cash = run_fund_cash(
-        spec, build_plan(spec), _flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 107.0})
+        spec,
+        build_plan(spec),
+        portfolio_flows(12, invested_initial={0: 100.0}, gross_proceeds={4: 107.0}),
     )
     assert cash.gp_carry.sum() == 0.0
     assert cash.lp_distributions[0, 4] == pytest.approx(107.0)
@@ -144,7 +132,7 @@ def test_clawback_returns_all_carry_when_the_fund_ends_below_cost() -> None:
     cash = run_fund_cash(
         spec,
         build_plan(spec),
-        _flows(
+        portfolio_flows(
             12,
             invested_initial={0: 100.0},
             invested_follow_on={6: 100.0},
@@ -159,7 +147,7 @@ def test_clawback_returns_all_carry_when_the_fund_ends_below_cost() -> None:
 
 def test_conservation_failure_is_detected() -> None:
     spec = _bare_spec()
-    flows = _flows(12, invested_initial={0: 100.0})
+    flows = portfolio_flows(12, invested_initial={0: 100.0})
     flows.gross_proceeds[0, 3] = np.nan
     with pytest.raises(ConservationError):
         run_fund_cash(spec, build_plan(spec), flows)

@@ -63,6 +63,20 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+def _check_year_range(start_year: int, end_year: int | None) -> None:
+    """Fund years ``start_year..end_year`` (inclusive; None = to the end) must be ordered."""
+    if end_year is not None and end_year < start_year:
+        raise _CrossFieldError(
+            [
+                Issue(
+                    path="/end_year",
+                    code="END_BEFORE_START",
+                    message="end_year must be on or after start_year",
+                )
+            ]
+        )
+
+
 class FeeBasis(StrEnum):
     """What a management-fee rate applies to (SPEC §3.1 ``management_fees``)."""
 
@@ -84,16 +98,7 @@ class FeeTier(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> FeeTier:
-        if self.end_year is not None and self.end_year < self.start_year:
-            raise _CrossFieldError(
-                [
-                    Issue(
-                        path="/end_year",
-                        code="END_BEFORE_START",
-                        message="end_year must be on or after start_year",
-                    )
-                ]
-            )
+        _check_year_range(self.start_year, self.end_year)
         return self
 
 
@@ -116,16 +121,7 @@ class Expense(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> Expense:
-        if self.end_year is not None and self.end_year < self.start_year:
-            raise _CrossFieldError(
-                [
-                    Issue(
-                        path="/end_year",
-                        code="END_BEFORE_START",
-                        message="end_year must be on or after start_year",
-                    )
-                ]
-            )
+        _check_year_range(self.start_year, self.end_year)
         return self
 
 
