@@ -18,7 +18,7 @@ from updog.api.middleware.body_limit import BodyLimitMiddleware
 from updog.api.middleware.metrics import MetricsMiddleware
 from updog.api.middleware.request_id import RequestIdMiddleware
 from updog.api.problems import install_problem_handlers
-from updog.api.routes import API_PREFIX, auth, funds, health, simulations
+from updog.api.routes import API_PREFIX, auth, calc, funds, health, simulations
 from updog.api.routes.docs import install_docs
 from updog.observability.logging import configure_logging
 from updog.observability.metrics import HttpMetrics
@@ -83,6 +83,7 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(funds.router)
     app.include_router(simulations.router)
+    app.include_router(calc.router)
     install_docs(app, openapi_url=OPENAPI_URL)
     _add_fund_spec_schema(app)
     return app
