@@ -248,3 +248,42 @@ def test_invariants_hold_for_random_funds(p: dict[str, Any]) -> None:
         )
     )
     _check_invariants(spec)
+
+
+def test_too_many_companies_is_refused_at_publish() -> None:
+    from updog.model.spec import validate_publish
+
+    data = minimal_spec_json(
+        construction={"allocations": [{"stage": "seed", "share": 1.0, "initial_check": 100}]}
+    )
+    spec, errors, _ = validate_publish(data)
+    assert spec is None
+    assert errors[0]["code"] == "PLAN_INFEASIBLE"
+    assert errors[0]["path"] == "/construction/allocations"
+
+
+def test_an_allocation_with_no_share_invests_nothing() -> None:
+    spec = FundSpec.model_validate(
+        minimal_spec_json(
+            construction={
+                "allocations": [
+                    {"stage": "pre-seed", "share": 0.0, "initial_check": 500_000},
+                    {"stage": "seed", "share": 1.0, "initial_check": 1_000_000},
+                ]
+            }
+        )
+    )
+    plan = build_plan(spec)
+    assert set(plan.companies.allocation.tolist()) == {1}
+
+
+def test_nav_fees_never_push_calls_past_the_commitment() -> None:
+    from updog.simulation import simulate
+
+    spec = FundSpec.model_validate(
+        minimal_spec_json(fees={"tiers": [{"rate": 0.05, "basis": "nav"}]})
+    )
+    forecast = run_forecast(spec).summary
+    assert forecast["paid_in"] <= spec.fund_size + CENT
+    result = simulate(spec, 1000, 5).to_dict()
+    assert result["means"]["paid_in"]["mean"] <= spec.fund_size

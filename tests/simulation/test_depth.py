@@ -11,8 +11,10 @@ from click.testing import CliRunner
 from engine_support import EXAMPLES, FIXTURE_FUNDS, load_yaml
 from updog.cli import main
 from updog.model.forecast import run_forecast
+from updog.model.plan import build_plan
 from updog.model.spec import FundSpec
-from updog.simulation import simulate
+from updog.simulation import engine, simulate
+from updog.simulation.sampling import BlockStreams
 from updog.simulation.sweep import reserve_sweep, with_reserve_ratio
 
 SEED_FUND = next(p for p in EXAMPLES if p.stem == "seed-fund")
@@ -50,12 +52,22 @@ def test_sweep_points_carry_standard_errors() -> None:
 def test_a_company_keeps_its_fate_when_the_portfolio_changes() -> None:
     """Company streams are keyed by (block, company): adding companies (a smaller reserve,
     more initial checks) leaves the first companies' random numbers unchanged."""
-    from updog.simulation.sampling import company_uniforms
-
+    spec = load_yaml(SEED_FUND)
+    few_plan = build_plan(with_reserve_ratio(spec, 0.7))
+    many_plan = build_plan(with_reserve_ratio(spec, 0.2))
+    n_few = len(few_plan.companies.entry_quarter)
+    assert len(many_plan.companies.entry_quarter) > n_few
     block = np.random.SeedSequence(5, spawn_key=(0,))
-    few = company_uniforms(block, 3, 50, 4)
-    many = company_uniforms(block, 6, 50, 4)
-    assert np.array_equal(few, many[:, :3, :])
+    few, _ = BlockStreams(block, few_plan, 0.0).take(50)
+    many, _ = BlockStreams(block, many_plan, 0.0).take(50)
+    assert np.array_equal(few, many[:, :n_few, :])
+
+
+def test_slicing_a_block_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _with_market(load_yaml(SEED_FUND), 0.4)
+    whole = simulate(spec, 1500, 21).to_json()
+    monkeypatch.setattr(engine, "SLICE_BUDGET_BYTES", 1)  # one path per slice
+    assert simulate(spec, 1500, 21).to_json() == whole
 
 
 def test_market_factor_widens_the_spread_but_keeps_the_mean() -> None:

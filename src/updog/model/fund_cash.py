@@ -13,8 +13,9 @@ Rules (SPEC §3.1, §3.2):
   quarter's investments), ``nav`` (fair value at the end of the previous quarter).
 * **Calls**: uses (investments + fees + expenses) are funded by recycled proceeds first, then by
   calls, never above the commitment. The plan keeps investments and expenses within the
-  commitment net of the fee budget (:mod:`updog.model.plan`); a NAV-based fee that would exceed
-  the undrawn commitment is waived (reported as ``fees_waived``).
+  commitment net of the fee budget (:mod:`updog.model.plan`); fees beyond that budget (a
+  NAV-based fee can grow past it) or beyond the undrawn commitment are waived (reported as
+  ``fees_waived``).
 * **Recycling**: while enabled and within ``period_years`` (inclusive), ``rate`` × proceeds up to
   the remaining cap (``cap_ratio`` × commitment) fund the same quarter's uses instead of a call.
 * **European waterfall** on distributable cash (proceeds − recycled), whole-fund and cumulative:
@@ -142,6 +143,7 @@ def run_fund_cash(spec: FundSpec, plan: Plan, flows: PortfolioFlows) -> FundCash
     zeros = np.zeros(paths)
     state = _WaterfallState(zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy())
     recycled_total = zeros.copy()
+    fees_total = zeros.copy()
     lp_total = zeros.copy()
     gp_total = zeros.copy()
     prev_nav = zeros
@@ -171,6 +173,11 @@ def run_fund_cash(spec: FundSpec, plan: Plan, flows: PortfolioFlows) -> FundCash
             else:
                 basis = prev_nav
             fee = fee + tier.rate / 4.0 * basis
+        # Fees never exceed the plan's fee budget (a NAV-based fee can): the excess is waived,
+        # so called capital stays within the commitment.
+        capped = np.minimum(fee, np.maximum(plan.fee_budget - fees_total, 0.0))
+        over_budget = fee - capped
+        fee = capped
         proceeds = flows.gross_proceeds[:, q]
         uses = invest + fee + expenses
         if recycle_cap > 0.0 and year <= recycling.period_years:
@@ -185,6 +192,7 @@ def run_fund_cash(spec: FundSpec, plan: Plan, flows: PortfolioFlows) -> FundCash
         waived = np.minimum(fee, shortfall)
         fee = fee - waived
         call = call - waived
+        fees_total = fees_total + fee
         # Pref accrues on the opening balance of unreturned capital and unpaid pref.
         state.pref_due = state.pref_due + pref_rate * (
             np.maximum(state.paid_in - state.returned, 0.0) + state.pref_due
@@ -211,7 +219,7 @@ def run_fund_cash(spec: FundSpec, plan: Plan, flows: PortfolioFlows) -> FundCash
 
         out["called"][:, q] = call
         out["fees"][:, q] = fee
-        out["fees_waived"][:, q] = waived
+        out["fees_waived"][:, q] = waived + over_budget
         out["expenses"][:, q] = expenses
         out["recycled"][:, q] = recycled
         out["lp_distributions"][:, q] = lp

@@ -30,10 +30,21 @@ from scipy import stats  # type: ignore[import-untyped]
 
 from updog.model.spec import DeploymentCurve, FollowOn, FundSpec, expected_multiple
 
+#: Most initial investments a plan may hold: memory and time grow with the company count, and a
+#: larger number means a units mistake (a cheque in $M entered as dollars) more often than a fund.
+MAX_COMPANIES = 1000
 #: Gamma shape of the time to a stage event (coefficient of variation 1/sqrt(shape)).
 TIMING_SHAPE = 4.0
 #: Truncation of the time distribution, in means.
 TIMING_TRUNCATION_MEANS = 3.0
+
+
+class PlanError(ValueError):
+    """A valid spec whose plan cannot be built; ``path`` points at the part to change."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 def event_time_pmf(mean_months: float) -> NDArray[np.float64]:
@@ -155,7 +166,7 @@ def build_plan(spec: FundSpec) -> Plan:
     fees = fee_budget(spec)
     investable = spec.fund_size - fees - float(expenses.sum())
     if investable <= 0.0:
-        raise ValueError("fees and expenses exceed the commitment: nothing left to invest")
+        raise PlanError("/fees", "fees and expenses exceed the commitment: nothing left to invest")
     stage_list = spec.stages
     stages = StageArrays(
         round_size=np.array([s.round_size for s in stage_list]),
@@ -169,8 +180,22 @@ def build_plan(spec: FundSpec) -> Plan:
     period_quarters = 4 * spec.investment_period_years
     initial_capital = investable * (1.0 - spec.construction.reserve_ratio)
     rows: list[tuple[int, int, float, bool, float, float, int]] = []
+    counts = [
+        0
+        if alloc.share <= 0.0
+        else max(1, round(initial_capital * alloc.share / alloc.initial_check))
+        for alloc in spec.construction.allocations
+    ]
+    if sum(counts) > MAX_COMPANIES:
+        raise PlanError(
+            "/construction/allocations",
+            f"the plan needs {sum(counts):,} initial investments; at most {MAX_COMPANIES:,} are "
+            "modelled (raise initial_check)",
+        )
     for a, alloc in enumerate(spec.construction.allocations):
-        n = max(1, round(initial_capital * alloc.share / alloc.initial_check))
+        n = counts[a]
+        if n == 0:
+            continue
         positions = _deployment_positions(n, spec.construction.deployment_curve)
         entry = np.minimum(np.floor(positions * period_quarters), period_quarters - 1)
         stage = spec.stage_index(alloc.stage)
@@ -193,7 +218,9 @@ def build_plan(spec: FundSpec) -> Plan:
         while rows and initial_planned > investable:
             initial_planned -= rows.pop()[2]
         if not rows:
-            raise ValueError("the initial check exceeds the investable capital")
+            raise PlanError(
+                "/construction/allocations", "the initial check exceeds the investable capital"
+            )
     companies = CompanyPlan(
         entry_quarter=np.array([r[0] for r in rows], dtype=np.int64),
         entry_stage=np.array([r[1] for r in rows], dtype=np.int64),

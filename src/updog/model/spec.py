@@ -691,12 +691,12 @@ def validate_publish(data: object) -> tuple[FundSpec | None, list[Issue], list[I
 def engine_support_issues(spec: FundSpec) -> list[Issue]:
     """Valid specs the current engine cannot evaluate faithfully (rather than a wrong number):
     an infeasible plan (fees and expenses leave nothing to invest)."""
-    from updog.model.plan import build_plan  # the plan module imports this one
+    from updog.model.plan import PlanError, build_plan  # the plan module imports this one
 
     try:
         build_plan(spec)
-    except ValueError as exc:
-        return [Issue(path="/fund_size", code="PLAN_INFEASIBLE", message=str(exc))]
+    except PlanError as exc:
+        return [Issue(path=exc.path, code="PLAN_INFEASIBLE", message=str(exc))]
     return []
 
 

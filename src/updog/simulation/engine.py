@@ -32,12 +32,14 @@ from updog.model.guards import CENT, EngineGuardError, check_simulation
 from updog.model.plan import Plan, build_plan, quarter_end, quarter_label
 from updog.model.spec import FundSpec
 from updog.simulation import stats
-from updog.simulation.sampling import sample_portfolio
+from updog.simulation.sampling import BlockStreams, sample_portfolio
 
 Array = NDArray[np.float64]
 
 #: Paths per block: the unit of seeding (a constant: changing it changes every result).
 BLOCK_SIZE = 4096
+#: Working memory a slice of a block may use, bytes (see :func:`run_block`).
+SLICE_BUDGET_BYTES = 96 * 1024 * 1024
 #: Paths whose quarterly series feed the fan chart.
 FAN_SUBSAMPLE_PATHS = 20_000
 #: Bounds on the number of runs (SPEC §3.3).
@@ -66,6 +68,7 @@ class BlockResult:
     fan_tvpi: Array
     deal_counts: NDArray[np.int64]
     min_nav: float
+    max_paid_in: float
 
 
 def block_seed(seed: int, index: int) -> np.random.SeedSequence:
@@ -93,8 +96,58 @@ def run_block(
     faults: FaultPlan | None = None,
 ) -> BlockResult:
     """Simulate block ``index`` (``paths`` paths) of the run seeded with ``seed``.
-    ``faults`` (tests only) may inject a fault at the ``block`` point."""
-    portfolio = sample_portfolio(spec, plan, block_seed(seed, index), paths)
+
+    Portfolios are sampled in slices of paths sized to keep working memory near
+    :data:`SLICE_BUDGET_BYTES` whatever the company count; every company's stream continues
+    from one slice to the next and everything computed per slice is elementwise per path, so
+    the result does not depend on the slicing. Whole-block reductions (IRR, sums) run once on
+    the concatenated block. ``faults`` (tests only) may inject a fault at the ``block`` point."""
+    streams = BlockStreams(block_seed(seed, index), plan, spec.market.volatility)
+    per_path_bytes = 8 * (streams.width + 16) * max(1, streams.companies) + 8 * 24 * plan.quarters
+    step = max(1, min(paths, SLICE_BUDGET_BYTES // per_path_bytes))
+    keep = max(0, min(paths, FAN_SUBSAMPLE_PATHS - index * BLOCK_SIZE))
+    slices = [
+        _evaluate_slice(spec, plan, streams, min(step, paths - start), max(0, keep - start))
+        for start in range(0, paths, step)
+    ]
+
+    def cat(name: str) -> Array:
+        return np.concatenate([s[name] for s in slices])
+
+    first = quarter_end(spec.first_close_date, 0)
+    times = np.array(
+        [(quarter_end(spec.first_close_date, q) - first).days / 365.0 for q in range(plan.quarters)]
+    )
+    irr, status = periodic_irr_batch(cat("net_flows"), times)
+    metrics = {m: (irr if m == "net_irr" else cat(m)) for m in METRICS}
+    nav = cat("fan_nav")
+    if faults is not None:
+        _corrupt(faults.act("block"), metrics, nav)
+    return BlockResult(
+        index=index,
+        metrics=metrics,
+        irr_status=status,
+        paths=paths,
+        moments={
+            name: (float(v.sum()), float(np.square(v).sum()))
+            for name, v in ((n, cat(n)) for n in ("paid_in", "gross_proceeds", "invested"))
+        },
+        fan_nav=nav,
+        fan_dpi=cat("fan_dpi"),
+        fan_tvpi=cat("fan_tvpi"),
+        deal_counts=np.sum([s["deal_counts"] for s in slices], axis=0),
+        min_nav=min(float(cat("min_nav").min()), float(nav.min(initial=0.0))),
+        max_paid_in=float(cat("paid_in").max(initial=0.0)),
+    )
+
+
+def _evaluate_slice(
+    spec: FundSpec, plan: Plan, streams: BlockStreams, paths: int, keep: int
+) -> dict[str, Array]:
+    """Sample ``paths`` paths from ``streams`` and compute their per-path outcomes (arrays with
+    a leading paths axis); the first ``keep`` paths' quarterly series feed the fan chart."""
+    uniforms, market = streams.take(paths)
+    portfolio = sample_portfolio(spec, plan, uniforms, market)
     flows = portfolio.flows
     cash = run_fund_cash(spec, plan, flows)
 
@@ -103,59 +156,37 @@ def run_block(
     net_nav_end = cash.net_nav[:, -1]
     invested = (flows.invested_initial + flows.invested_follow_on).sum(axis=1)
     proceeds = flows.gross_proceeds.sum(axis=1)
-
     net = cash.lp_distributions - cash.called
     net[:, -1] += net_nav_end
-    first = quarter_end(spec.first_close_date, 0)
-    times = np.array(
-        [(quarter_end(spec.first_close_date, q) - first).days / 365.0 for q in range(plan.quarters)]
-    )
-    irr, status = periodic_irr_batch(net, times)
-
     cum_paid = np.cumsum(cash.called, axis=1)
     cum_lp = np.cumsum(cash.lp_distributions, axis=1)
-    metrics = {
-        "tvpi": _ratio(lp + net_nav_end, paid_in),
-        "dpi": _ratio(lp, paid_in),
-        "net_irr": irr,
-        "gross_multiple": _ratio(proceeds + flows.nav[:, -1], invested),
-        "carry": cash.gp_carry.sum(axis=1),
-    }
     assert portfolio.company_multiple is not None
     multiple = portfolio.company_multiple
-    deal_counts = np.array(
-        [
-            (multiple <= 0.0).sum(),
-            ((multiple > 0.0) & (multiple < 1.0)).sum(),
-            ((multiple >= 1.0) & (multiple < 3.0)).sum(),
-            ((multiple >= 3.0) & (multiple < 10.0)).sum(),
-            (multiple >= 10.0).sum(),
-        ],
-        dtype=np.int64,
-    )
-    start = index * BLOCK_SIZE
-    keep = max(0, min(paths, FAN_SUBSAMPLE_PATHS - start))
-    if faults is not None:
-        _corrupt(faults.act("block"), metrics, flows.nav)
-    return BlockResult(
-        index=index,
-        metrics=metrics,
-        irr_status=status,
-        paths=paths,
-        moments={
-            name: (float(v.sum()), float(np.square(v).sum()))
-            for name, v in (
-                ("paid_in", paid_in),
-                ("gross_proceeds", proceeds),
-                ("invested", invested),
-            )
-        },
-        fan_nav=flows.nav[:keep],
-        fan_dpi=_ratio(cum_lp, cum_paid)[:keep],
-        fan_tvpi=_ratio(cum_lp + cash.net_nav, cum_paid)[:keep],
-        deal_counts=deal_counts,
-        min_nav=float(flows.nav.min(initial=0.0)),
-    )
+    keep = min(keep, paths)
+    return {
+        "tvpi": _ratio(lp + net_nav_end, paid_in),
+        "dpi": _ratio(lp, paid_in),
+        "gross_multiple": _ratio(proceeds + flows.nav[:, -1], invested),
+        "carry": cash.gp_carry.sum(axis=1),
+        "net_flows": net,
+        "paid_in": paid_in,
+        "gross_proceeds": proceeds,
+        "invested": invested,
+        "fan_nav": flows.nav[:keep],
+        "fan_dpi": _ratio(cum_lp, cum_paid)[:keep],
+        "fan_tvpi": _ratio(cum_lp + cash.net_nav, cum_paid)[:keep],
+        "min_nav": flows.nav.min(axis=1, initial=0.0),
+        "deal_counts": np.array(
+            [
+                (multiple <= 0.0).sum(),
+                ((multiple > 0.0) & (multiple < 1.0)).sum(),
+                ((multiple >= 1.0) & (multiple < 3.0)).sum(),
+                ((multiple >= 3.0) & (multiple < 10.0)).sum(),
+                (multiple >= 10.0).sum(),
+            ],
+            dtype=np.int64,
+        ),
+    }
 
 
 @dataclass(frozen=True)
@@ -178,10 +209,13 @@ Executor = Callable[
 ]
 
 
-def check_block(block: BlockResult) -> None:
-    """Guard one block before it is reduced: NAV never negative, and every per-path metric
+def check_block(block: BlockResult, commitment: float) -> None:
+    """Guard one block before it is reduced: paid-in within the commitment (dollars), NAV
+    never negative, and every per-path metric
     finite except net IRR (undefined IRRs are counted, not hidden). Raises
     :class:`~updog.model.guards.EngineGuardError`."""
+    if not block.max_paid_in <= commitment + CENT:
+        raise EngineGuardError(f"paid-in above the commitment in block {block.index}")
     if not block.min_nav >= -CENT:
         raise EngineGuardError(f"negative NAV {block.min_nav:.2f} in block {block.index}")
     for name, values in block.metrics.items():
@@ -259,7 +293,7 @@ def simulate(
         if kind == "negative_nav":
             results[0] = dataclasses.replace(results[0], min_nav=-1e6)
     for block in results:
-        check_block(block)
+        check_block(block, spec.fund_size)
     data = _reduce(spec, plan, runs, seed, results)
     check_simulation(data)
     return SimulationResult(data)

@@ -125,42 +125,52 @@ def _multiple(t: _Tables, stage: NDArray[np.int64], u: Array, v: Array) -> Array
     return out
 
 
-def company_uniforms(
-    block: np.random.SeedSequence, companies: int, paths: int, stages: int
-) -> Array:
-    """All uniforms of a block, shape (paths, companies, DRAWS_PER_STAGE × stages + 2): company
-    ``c`` draws from ``SeedSequence(block.entropy, spawn_key=block.spawn_key + (c,))``."""
-    width = DRAWS_PER_STAGE * stages + 2
-    out = np.empty((paths, companies, width))
-    for c in range(companies):
-        stream = np.random.SeedSequence(block.entropy, spawn_key=(*block.spawn_key, c))
-        out[:, c, :] = np.random.Generator(np.random.PCG64(stream)).random((paths, width))
-    return out
+class BlockStreams:
+    """The random streams of one block: one PCG64 generator per company (``spawn_key`` =
+    block key + (company,)) and one for the market factor. :meth:`take` hands out the next
+    rows, so drawing a block in slices gives the same numbers as drawing it at once."""
+
+    def __init__(self, block: np.random.SeedSequence, plan: Plan, volatility: float) -> None:
+        self.companies = len(plan.companies.entry_quarter)
+        self.width = DRAWS_PER_STAGE * len(plan.stages.round_size) + 2
+        self.volatility = volatility
+        self._companies = [
+            np.random.Generator(
+                np.random.PCG64(
+                    np.random.SeedSequence(block.entropy, spawn_key=(*block.spawn_key, c))
+                )
+            )
+            for c in range(self.companies)
+        ]
+        self._market = np.random.Generator(
+            np.random.PCG64(
+                np.random.SeedSequence(block.entropy, spawn_key=(*block.spawn_key, MARKET_STREAM))
+            )
+        )
+
+    def take(self, paths: int) -> tuple[Array, Array]:
+        """The next ``paths`` rows: uniforms of shape (paths, companies, width) and the market
+        factor ``exp(σ z − σ²/2)`` of shape (paths,) (ones when σ = 0)."""
+        uniforms = np.empty((paths, self.companies, self.width))
+        for c, generator in enumerate(self._companies):
+            uniforms[:, c, :] = generator.random((paths, self.width))
+        if self.volatility <= 0.0:
+            return uniforms, np.ones(paths)
+        z = self._market.standard_normal(paths)
+        return uniforms, np.exp(self.volatility * z - 0.5 * self.volatility**2)
 
 
-def market_factor(block: np.random.SeedSequence, paths: int, volatility: float) -> Array:
-    """Per-path mean-one lognormal factor ``exp(σ z − σ²/2)``, shape (paths,); ones if σ = 0."""
-    if volatility <= 0.0:
-        return np.ones(paths)
-    stream = np.random.SeedSequence(block.entropy, spawn_key=(*block.spawn_key, MARKET_STREAM))
-    z = np.random.Generator(np.random.PCG64(stream)).standard_normal(paths)
-    out: Array = np.exp(volatility * z - 0.5 * volatility**2)
-    return out
-
-
-def sample_portfolio(
-    spec: FundSpec, plan: Plan, block: np.random.SeedSequence, paths: int
-) -> PortfolioResult:
-    """Draw ``paths`` portfolios from the block's seed sequence. Flows have shape
+def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array) -> PortfolioResult:
+    """Portfolios drawn from ``uniforms`` (paths, companies, width; see
+    :class:`BlockStreams`) and the per-path ``market`` factor (paths,). Flows have shape
     (paths, quarters), dollars; ``reserves_used`` has shape (paths,); ``company_multiple``
     (paths, companies)."""
+    paths = uniforms.shape[0]
     t = _tables(spec, plan)
     co = plan.companies
     quarters = plan.quarters
     n_comp = len(co.entry_quarter)
     n_stage = len(plan.stages.round_size)
-    uniforms = company_uniforms(block, n_comp, paths, n_stage)
-    market = market_factor(block, paths, spec.market.volatility)
     step = np.zeros((paths, n_comp), dtype=np.int64)  # stages passed through so far
     multiple_u = DRAWS_PER_STAGE * n_stage
     round_size = plan.stages.round_size
