@@ -84,14 +84,20 @@ def _set(pointer: str, value: Any) -> Any:
 BAD_CASES = [
     ("/fund_size", 0, "/fund_size", "OUT_OF_RANGE"),
     ("/fund_size", -5, "/fund_size", "OUT_OF_RANGE"),
-    ("/fund_size", "lots", "/fund_size", "INVALID_FLOAT_PARSING"),
+    ("/fund_size", "lots", "/fund_size", "WRONG_TYPE"),
+    ("/fund_size", "5e7", "/fund_size", "WRONG_TYPE"),
+    ("/fund_size", True, "/fund_size", "WRONG_TYPE"),
+    ("/fund_size", 1e14, "/fund_size", "OUT_OF_RANGE"),
+    ("/vintage_year", "2025", "/vintage_year", "WRONG_TYPE"),
+    ("/name", "bad\x00name", "/name", "INVALID_CHARACTERS"),
+    ("/model_inputs_as_of", 0, "/model_inputs_as_of", "INVALID_DATE"),
     ("/vintage_year", 1999, "/vintage_year", "OUT_OF_RANGE"),
     ("/vintage_year", 2101, "/vintage_year", "OUT_OF_RANGE"),
     (
         "/model_inputs_as_of",
         "yesterday",
         "/model_inputs_as_of",
-        "INVALID_DATE_FROM_DATETIME_PARSING",
+        "INVALID_DATE",
     ),
     ("/name", "", "/name", "TOO_SHORT"),
     ("/fund_life_years", 21, "/fund_life_years", "OUT_OF_RANGE"),
@@ -285,3 +291,34 @@ def test_expected_multiple_of_bands() -> None:
     assert bounded_pareto_mean(1, 10, 1.0) == pytest.approx(
         bounded_pareto_mean(1, 10, 1.0 + 1e-9), rel=1e-6
     )
+
+
+def test_one_bad_field_hides_no_other_problem() -> None:
+    """The tester's case: a stage error used to hide every cross-field error."""
+
+    def mutate(d: dict[str, Any]) -> None:
+        d["stages"][0]["graduation_rate"] = 0.95
+        d["fund_life_years"] = 3
+        d["investment_period_years"] = 5
+        d["construction"]["allocations"][0]["share"] = 0.5
+        d["stages"][1]["graduation_rate"] = 0.1
+        d["fund_size"] = -1
+
+    _, errors, _ = validate_publish(_spec_with(mutate))
+    codes = {(e["path"], e["code"]) for e in errors}
+    assert codes >= {
+        ("/stages/0/graduation_rate", "RATES_EXCEED_ONE"),
+        ("/investment_period_years", "PERIOD_EXCEEDS_LIFE"),
+        ("/construction/allocations", "SHARES_NOT_ONE"),
+        ("/stages/1/graduation_rate", "LAST_STAGE_GRADUATES"),
+        ("/fund_size", "OUT_OF_RANGE"),
+    }
+    # A rule never runs on a value that is itself invalid: no CHECK_ABOVE_FUND_SIZE here.
+    assert not any(e["code"] == "CHECK_ABOVE_FUND_SIZE" for e in errors)
+
+
+def test_a_draft_may_be_incomplete_at_any_depth() -> None:
+    draft = {"name": "partial", "stages": [{"name": "seed", "exit_rate": 0.2}]}
+    assert validate_draft(draft) == []
+    bad = {"stages": [{"name": "seed", "graduation_rate": 1.2}]}
+    assert [i["path"] for i in validate_draft(bad)] == ["/stages/0/graduation_rate"]

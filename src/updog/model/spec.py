@@ -24,12 +24,25 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-Ratio = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Dollars = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
-PositiveDollars = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+#: Largest amount of money a spec may hold, dollars (ten trillion): beyond it is a units mistake.
+MAX_DOLLARS = 1e13
+
+Ratio = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+Dollars = Annotated[float, Field(ge=0.0, le=MAX_DOLLARS, allow_inf_nan=False, strict=True)]
+PositiveDollars = Annotated[float, Field(gt=0.0, le=MAX_DOLLARS, allow_inf_nan=False, strict=True)]
+ShortText = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$", strict=True)
+]
 
 #: Upper bounds on list sizes: a spec is a human-scale document, not a data dump.
 MAX_TIERS = 20
@@ -91,10 +104,10 @@ class FeeTier(_Model):
     """A management-fee tier: ``rate`` × basis per year, for fund years ``start_year..end_year``
     (1-based, inclusive). ``end_year`` None means to the end of the fund's life."""
 
-    rate: Annotated[float, Field(ge=0.0, le=0.05, allow_inf_nan=False)] = 0.02
+    rate: Annotated[float, Field(ge=0.0, le=0.05, allow_inf_nan=False, strict=True)] = 0.02
     basis: FeeBasis = FeeBasis.committed
-    start_year: Annotated[int, Field(ge=1, le=50)] = 1
-    end_year: Annotated[int | None, Field(ge=1, le=50)] = None
+    start_year: Annotated[int, Field(ge=1, le=50, strict=True)] = 1
+    end_year: Annotated[int | None, Field(ge=1, le=50, strict=True)] = None
 
     @model_validator(mode="after")
     def _check(self) -> FeeTier:
@@ -115,9 +128,9 @@ class Expense(_Model):
 
     category: ShortText
     annual_amount: Dollars
-    start_year: Annotated[int, Field(ge=1, le=50)] = 1
-    end_year: Annotated[int | None, Field(ge=1, le=50)] = None
-    growth: Annotated[float, Field(ge=-0.5, le=0.5, allow_inf_nan=False)] = 0.0
+    start_year: Annotated[int, Field(ge=1, le=50, strict=True)] = 1
+    end_year: Annotated[int | None, Field(ge=1, le=50, strict=True)] = None
+    growth: Annotated[float, Field(ge=-0.5, le=0.5, allow_inf_nan=False, strict=True)] = 0.0
 
     @model_validator(mode="after")
     def _check(self) -> Expense:
@@ -134,27 +147,29 @@ class Waterfall(_Model):
     """Carried interest and distribution waterfall (SPEC §2, §3.2)."""
 
     type: WaterfallType = WaterfallType.european
-    carry: Annotated[float, Field(ge=0.0, le=0.5, allow_inf_nan=False)] = 0.20
-    hurdle: Annotated[float, Field(ge=0.0, le=0.2, allow_inf_nan=False)] = 0.08
+    carry: Annotated[float, Field(ge=0.0, le=0.5, allow_inf_nan=False, strict=True)] = 0.20
+    hurdle: Annotated[float, Field(ge=0.0, le=0.2, allow_inf_nan=False, strict=True)] = 0.08
     catch_up: Ratio = 1.0
-    gp_commit_ratio: Annotated[float, Field(ge=0.0, le=0.2, allow_inf_nan=False)] = 0.01
+    gp_commit_ratio: Annotated[float, Field(ge=0.0, le=0.2, allow_inf_nan=False, strict=True)] = (
+        0.01
+    )
 
 
 class Recycling(_Model):
     """Re-investment of exit proceeds: up to ``cap_ratio`` × commitment, for proceeds received
     in fund years 1..``period_years``; ``rate`` is the share of each such proceed recycled."""
 
-    enabled: bool = False
-    cap_ratio: Annotated[float, Field(ge=0.0, le=0.25, allow_inf_nan=False)] = 0.15
-    period_years: Annotated[int, Field(ge=0, le=20)] = 5
+    enabled: Annotated[bool, Field(strict=True)] = False
+    cap_ratio: Annotated[float, Field(ge=0.0, le=0.25, allow_inf_nan=False, strict=True)] = 0.15
+    period_years: Annotated[int, Field(ge=0, le=20, strict=True)] = 5
     rate: Ratio = 1.0
 
 
 class OutcomeBand(_Model):
     """A band of exit multiples (on the latest round's post-money) and its probability."""
 
-    min_multiple: Annotated[float, Field(ge=0.0, le=10_000, allow_inf_nan=False)]
-    max_multiple: Annotated[float, Field(gt=0.0, le=10_000, allow_inf_nan=False)]
+    min_multiple: Annotated[float, Field(ge=0.0, le=10_000, allow_inf_nan=False, strict=True)]
+    max_multiple: Annotated[float, Field(gt=0.0, le=10_000, allow_inf_nan=False, strict=True)]
     probability: Ratio
 
 
@@ -163,7 +178,7 @@ class OutcomeDistribution(_Model):
     highest, which is a bounded Pareto (power law) with exponent ``tail_alpha``."""
 
     bands: Annotated[list[OutcomeBand], Field(min_length=1, max_length=MAX_BANDS)]
-    tail_alpha: Annotated[float, Field(gt=0.0, le=10.0, allow_inf_nan=False)] = 1.16
+    tail_alpha: Annotated[float, Field(gt=0.0, le=10.0, allow_inf_nan=False, strict=True)] = 1.16
 
     @model_validator(mode="after")
     def _check(self) -> OutcomeDistribution:
@@ -231,8 +246,12 @@ class Stage(_Model):
     post_money: PositiveDollars
     graduation_rate: Ratio
     exit_rate: Ratio
-    months_to_graduate: Annotated[float, Field(gt=0.0, le=240.0, allow_inf_nan=False)] = 18.0
-    months_to_exit: Annotated[float, Field(gt=0.0, le=240.0, allow_inf_nan=False)] = 36.0
+    months_to_graduate: Annotated[
+        float, Field(gt=0.0, le=240.0, allow_inf_nan=False, strict=True)
+    ] = 18.0
+    months_to_exit: Annotated[float, Field(gt=0.0, le=240.0, allow_inf_nan=False, strict=True)] = (
+        36.0
+    )
     outcomes: OutcomeDistribution = Field(default_factory=_default_outcomes)
 
     @model_validator(mode="after")
@@ -287,7 +306,7 @@ class Construction(_Model):
     """Portfolio construction: allocations by entry stage, reserves and deployment pacing."""
 
     allocations: Annotated[list[Allocation], Field(min_length=1, max_length=MAX_ALLOCATIONS)]
-    reserve_ratio: Annotated[float, Field(ge=0.0, le=0.8, allow_inf_nan=False)] = 0.4
+    reserve_ratio: Annotated[float, Field(ge=0.0, le=0.8, allow_inf_nan=False, strict=True)] = 0.4
     deployment_curve: DeploymentCurve = DeploymentCurve.linear
 
 
@@ -300,7 +319,7 @@ class Market(_Model):
     reproduces the vintage-to-vintage dispersion of US venture funds' median TVPI in Cambridge
     Associates' benchmark statistics."""
 
-    volatility: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = 0.0
+    volatility: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False, strict=True)] = 0.0
 
 
 class Sector(_Model):
@@ -380,13 +399,13 @@ class FundSpec(_Model):
 
     name: ShortText
     fund_size: PositiveDollars
-    vintage_year: Annotated[int, Field(ge=2000, le=2100)]
+    vintage_year: Annotated[int, Field(ge=2000, le=2100, strict=True)]
     model_inputs_as_of: date
     first_close: date | None = None
-    fund_life_years: Annotated[int, Field(ge=1, le=20)] = 10
-    investment_period_years: Annotated[int, Field(ge=1, le=10)] = 5
-    evergreen: bool = False
-    horizon_years: Annotated[int, Field(ge=1, le=30)] = 15
+    fund_life_years: Annotated[int, Field(ge=1, le=20, strict=True)] = 10
+    investment_period_years: Annotated[int, Field(ge=1, le=10, strict=True)] = 5
+    evergreen: Annotated[bool, Field(strict=True)] = False
+    horizon_years: Annotated[int, Field(ge=1, le=30, strict=True)] = 15
     fees: Fees = Field(default_factory=Fees)
     expenses: Annotated[list[Expense], Field(max_length=MAX_EXPENSES)] = Field(default_factory=list)
     waterfall: Waterfall = Field(default_factory=Waterfall)
@@ -398,9 +417,17 @@ class FundSpec(_Model):
     sectors: Annotated[list[Sector], Field(max_length=MAX_SECTORS)] = Field(default_factory=list)
     market: Market = Field(default_factory=Market)
 
+    @field_validator("model_inputs_as_of", "first_close", mode="before")
+    @classmethod
+    def _iso_dates(cls, value: Any) -> Any:
+        # Dates are ISO-8601 text (or date objects from YAML); a number is not a date here.
+        if value is None or isinstance(value, str | date):
+            return value
+        raise PydanticCustomError("date_type", "Input should be an ISO-8601 date (YYYY-MM-DD)")
+
     @model_validator(mode="after")
     def _check_cross_fields(self) -> FundSpec:
-        issues = _cross_field_issues(self)
+        issues = _cross_field_issues(_View(self.model_dump(mode="json"), set()))
         if issues:
             raise _CrossFieldError(issues)
         return self
@@ -423,101 +450,182 @@ class FundSpec(_Model):
         raise KeyError(name)
 
 
-def _cross_field_issues(spec: FundSpec) -> list[Issue]:
-    """Rules that involve several fields (SPEC §2). Returns every violation."""
+_BAD = object()
+_MISSING = object()
+
+
+class _View:
+    """Tolerant read access to a spec's JSON for the cross-field rules: a value whose path (or
+    an enclosing path) already has an error, is missing, or has the wrong type reads as None,
+    so a rule only runs on values that are individually valid. This lets the rules run even
+    when other fields are invalid, and every problem is reported at once."""
+
+    def __init__(self, data: Any, bad_paths: set[str]) -> None:
+        self.data = data
+        self.bad = bad_paths
+
+    def _walk(self, pointer: str) -> Any:
+        node = self.data
+        walked = ""
+        for token in pointer.strip("/").split("/") if pointer else []:
+            walked += "/" + token
+            if walked in self.bad:
+                return _BAD
+            if isinstance(node, dict) and token in node:
+                node = node[token]
+            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+                node = node[int(token)]
+            else:
+                return _MISSING
+        return node
+
+    def get(self, pointer: str) -> Any:
+        value = self._walk(pointer)
+        return None if value is _BAD or value is _MISSING else value
+
+    def num(self, pointer: str, default: float | None = None) -> float | None:
+        value = self._walk(pointer)
+        if value is _MISSING:
+            return default
+        if value is _BAD or isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value) if math.isfinite(value) else None
+
+    def text(self, pointer: str) -> str | None:
+        value = self.get(pointer)
+        return value if isinstance(value, str) else None
+
+    def length(self, pointer: str) -> int:
+        value = self.get(pointer)
+        return len(value) if isinstance(value, list) else 0
+
+
+def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the top-level defaults of FundSpec filled in (JSON form)."""
+    out = dict(data)
+    for name, info in FundSpec.model_fields.items():
+        if name not in out and not info.is_required():
+            value = info.get_default(call_default_factory=True)
+            if isinstance(value, BaseModel):
+                value = value.model_dump(mode="json")
+            elif isinstance(value, list):
+                value = [
+                    v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value
+                ]
+            out[name] = value
+    return out
+
+
+def _cross_field_issues(view: _View) -> list[Issue]:
+    """Rules that involve several fields (SPEC §2), on a tolerant view of the spec's JSON.
+    Returns every violation among the values that are individually valid."""
     out: list[Issue] = []
 
     def add(path: str, code: str, message: str) -> None:
         out.append(Issue(path=path, code=code, message=message))
 
-    life = spec.horizon_years if spec.evergreen else spec.fund_life_years
-    if spec.investment_period_years > spec.fund_life_years:
+    fund_life = view.num("/fund_life_years")
+    evergreen = view.get("/evergreen") is True
+    life = view.num("/horizon_years") if evergreen else fund_life
+    period = view.num("/investment_period_years")
+    if period is not None and fund_life is not None and period > fund_life:
         add(
             "/investment_period_years",
             "PERIOD_EXCEEDS_LIFE",
             "investment period must not exceed the fund life",
         )
-    if spec.first_close is not None and spec.first_close.year != spec.vintage_year:
-        add(
-            "/first_close",
-            "FIRST_CLOSE_OUTSIDE_VINTAGE",
-            "first close must fall in the vintage year",
-        )
+    first_close, vintage = view.get("/first_close"), view.num("/vintage_year")
+    if isinstance(first_close, str) and vintage is not None:
+        try:
+            if date.fromisoformat(first_close).year != vintage:
+                add(
+                    "/first_close",
+                    "FIRST_CLOSE_OUTSIDE_VINTAGE",
+                    "first close must fall in the vintage year",
+                )
+        except ValueError:
+            pass
 
-    intervals: list[tuple[int, int, int]] = []
-    for i, tier in enumerate(spec.fees.tiers):
-        end = tier.end_year if tier.end_year is not None else life
-        intervals.append((tier.start_year, end, i))
-    last_end = 0
-    for start, end, i in intervals:
+    last_end = 0.0
+    for i in range(view.length("/fees/tiers")):
+        start = view.num(f"/fees/tiers/{i}/start_year", 1)
+        end = view.num(f"/fees/tiers/{i}/end_year", life)
+        if start is None:
+            continue
         if start <= last_end:
             add(
                 f"/fees/tiers/{i}/start_year",
                 "TIERS_OVERLAP_OR_UNORDERED",
                 "fee tiers must be ordered and must not overlap",
             )
-        last_end = max(last_end, end)
+        last_end = max(last_end, end if end is not None else start)
 
-    names = [s.name for s in spec.stages]
-    for i, stage in enumerate(spec.stages):
-        if names.index(stage.name) != i:
-            add(f"/stages/{i}/name", "DUPLICATE_STAGE", f"stage {stage.name!r} appears twice")
-    if spec.stages and spec.stages[-1].graduation_rate != 0.0:
+    n_stages = view.length("/stages")
+    names = [view.text(f"/stages/{i}/name") for i in range(n_stages)]
+    for i, name in enumerate(names):
+        if name is not None and names.index(name) != i:
+            add(f"/stages/{i}/name", "DUPLICATE_STAGE", f"stage {name!r} appears twice")
+    last_graduation = view.num(f"/stages/{n_stages - 1}/graduation_rate") if n_stages else None
+    if last_graduation is not None and last_graduation != 0.0:
         add(
-            f"/stages/{len(spec.stages) - 1}/graduation_rate",
+            f"/stages/{n_stages - 1}/graduation_rate",
             "LAST_STAGE_GRADUATES",
             "the last stage cannot graduate (graduation_rate must be 0)",
         )
 
-    allocations = spec.construction.allocations
-    share_total = sum(a.share for a in allocations)
-    if abs(share_total - 1.0) > SHARE_SUM_TOLERANCE:
-        add(
-            "/construction/allocations",
-            "SHARES_NOT_ONE",
-            f"allocation shares must sum to 1 (got {share_total:.6f})",
-        )
+    n_alloc = view.length("/construction/allocations")
+    shares = [view.num(f"/construction/allocations/{i}/share") for i in range(n_alloc)]
+    if n_alloc and all(share is not None for share in shares):
+        total = sum(share for share in shares if share is not None)
+        if abs(total - 1.0) > SHARE_SUM_TOLERANCE:
+            add(
+                "/construction/allocations",
+                "SHARES_NOT_ONE",
+                f"allocation shares must sum to 1 (got {total:.6f})",
+            )
+    fund_size = view.num("/fund_size")
     seen: set[str] = set()
-    for i, alloc in enumerate(allocations):
-        if alloc.stage not in names:
+    for i in range(n_alloc):
+        base = f"/construction/allocations/{i}"
+        stage = view.text(f"{base}/stage")
+        check = view.num(f"{base}/initial_check")
+        if stage is not None and None not in names and stage not in names:
+            add(f"{base}/stage", "UNKNOWN_STAGE", f"stage {stage!r} is not in the stage ladder")
+        if stage is not None and stage in seen:
+            add(f"{base}/stage", "DUPLICATE_ALLOCATION", f"stage {stage!r} is allocated twice")
+        if stage is not None:
+            seen.add(stage)
+        if check is not None and fund_size is not None and check > fund_size:
             add(
-                f"/construction/allocations/{i}/stage",
-                "UNKNOWN_STAGE",
-                f"stage {alloc.stage!r} is not in the stage ladder",
-            )
-        if alloc.stage in seen:
-            add(
-                f"/construction/allocations/{i}/stage",
-                "DUPLICATE_ALLOCATION",
-                f"stage {alloc.stage!r} is allocated twice",
-            )
-        seen.add(alloc.stage)
-        if alloc.initial_check > spec.fund_size:
-            add(
-                f"/construction/allocations/{i}/initial_check",
+                f"{base}/initial_check",
                 "CHECK_ABOVE_FUND_SIZE",
                 "initial_check must not exceed fund_size",
             )
-        if alloc.stage in names:
-            stage = spec.stages[names.index(alloc.stage)]
-            if alloc.initial_check > stage.post_money:
+        if check is not None and stage is not None and stage in names:
+            post = view.num(f"/stages/{names.index(stage)}/post_money")
+            if post is not None and check > post:
                 add(
-                    f"/construction/allocations/{i}/initial_check",
+                    f"{base}/initial_check",
                     "CHECK_ABOVE_POST_MONEY",
                     "initial_check must not exceed the stage's post_money",
                 )
+        follow_check = view.num(f"{base}/follow_on_check", 0.0)
+        participation = view.num(f"{base}/participation", 0.5)
         if (
-            alloc.follow_on == FollowOn.fixed
-            and alloc.follow_on_check <= 0.0
-            and (alloc.participation > 0.0)
+            view.get(f"{base}/follow_on") == FollowOn.fixed.value
+            and follow_check is not None
+            and follow_check <= 0.0
+            and participation is not None
+            and participation > 0.0
         ):
             add(
-                f"/construction/allocations/{i}/follow_on_check",
+                f"{base}/follow_on_check",
                 "FOLLOW_ON_CHECK_REQUIRED",
                 "a fixed follow-on strategy needs follow_on_check > 0",
             )
 
-    if sum(s.share for s in spec.sectors) > 1.0 + SHARE_SUM_TOLERANCE:
+    sector_shares = [view.num(f"/sectors/{i}/share") for i in range(view.length("/sectors"))]
+    if sum(x for x in sector_shares if x is not None) > 1.0 + SHARE_SUM_TOLERANCE:
         add("/sectors", "SECTOR_SHARES_ABOVE_ONE", "sector shares must not sum above 1")
     return out
 
@@ -605,13 +713,14 @@ def _issues_from_validation_error(exc: ValidationError) -> list[Issue]:
             continue
         out.append(
             Issue(
-                path=_pointer(tuple(err["loc"])), code=_error_code(err["type"]), message=err["msg"]
+                path=_pointer(tuple(err["loc"])), code=issue_code(err["type"]), message=err["msg"]
             )
         )
     return out
 
 
-def _error_code(pydantic_type: str) -> str:
+def issue_code(pydantic_type: str) -> str:
+    """Stable UPPER_SNAKE code for a pydantic error type (the vocabulary of every 422)."""
     mapping = {
         "missing": "REQUIRED",
         "extra_forbidden": "UNKNOWN_FIELD",
@@ -624,49 +733,41 @@ def _error_code(pydantic_type: str) -> str:
         "too_short": "TOO_SHORT",
         "string_too_long": "TOO_LONG",
         "string_too_short": "TOO_SHORT",
+        "string_pattern_mismatch": "INVALID_CHARACTERS",
         "enum": "NOT_ALLOWED",
         "literal_error": "NOT_ALLOWED",
     }
-    return mapping.get(pydantic_type, "INVALID_" + pydantic_type.upper())
+    if pydantic_type in mapping:
+        return mapping[pydantic_type]
+    if pydantic_type.startswith(("date_", "datetime_")):
+        return "INVALID_DATE"
+    if pydantic_type.endswith(("_type", "_parsing")):
+        return "WRONG_TYPE"
+    return "INVALID_" + pydantic_type.upper()
 
 
-_REQUIRED_TOP = ("name", "fund_size", "vintage_year", "model_inputs_as_of")
-_DRAFT_PLACEHOLDERS: dict[str, Any] = {
-    "name": "draft",
-    "fund_size": 1.0,
-    "vintage_year": 2000,
-    "model_inputs_as_of": "2000-01-01",
-}
+def _all_issues(data: dict[str, Any]) -> list[Issue]:
+    """Every problem of ``data``: field errors from pydantic plus the cross-field rules run on
+    the values that are individually valid (so one bad field hides no other problem)."""
+    try:
+        FundSpec.model_validate(data)
+    except ValidationError as exc:
+        issues = _issues_from_validation_error(exc)
+    else:
+        return []
+    known = {(i["path"], i["code"]) for i in issues}
+    view = _View(_with_defaults(data), {i["path"] for i in issues})
+    issues.extend(i for i in _cross_field_issues(view) if (i["path"], i["code"]) not in known)
+    return issues
 
 
 def validate_draft(data: object) -> list[Issue]:
-    """Check a draft: types and ranges of present fields; missing required fields are allowed.
-
-    Cross-field rules are checked too when every field they involve is present, since a
-    contradiction between two fields the user has filled in is worth knowing early. Returns a
-    list of issues (empty when the draft is acceptable)."""
+    """Check a draft: types and ranges of the fields present, at any depth, and the
+    cross-field rules among them; missing fields are allowed anywhere (SPEC §2). Returns a list
+    of issues (empty when the draft is acceptable)."""
     if not isinstance(data, dict):
         return [Issue(path="", code="NOT_AN_OBJECT", message="a fund spec must be a JSON object")]
-    filled = dict(data)
-    for key in _REQUIRED_TOP:
-        if key not in filled or filled[key] is None:
-            filled[key] = _DRAFT_PLACEHOLDERS[key]
-    try:
-        FundSpec.model_validate(filled)
-    except ValidationError as exc:
-        present = set(data)
-        return [
-            i for i in _issues_from_validation_error(exc) if not _caused_by_placeholder(i, present)
-        ]
-    return []
-
-
-def _caused_by_placeholder(issue: Issue, present: set[str]) -> bool:
-    # Placeholder values can trigger cross-field rules (e.g. first_close vs vintage_year);
-    # such an issue is not the user's until they fill in the field.
-    if issue["code"] == "FIRST_CLOSE_OUTSIDE_VINTAGE" and "vintage_year" not in present:
-        return True
-    return issue["code"] in {"CHECK_ABOVE_FUND_SIZE"} and "fund_size" not in present
+    return [i for i in _all_issues(data) if i["code"] != "REQUIRED"]
 
 
 def validate_publish(data: object) -> tuple[FundSpec | None, list[Issue], list[Issue]]:
@@ -678,10 +779,10 @@ def validate_publish(data: object) -> tuple[FundSpec | None, list[Issue], list[I
             [Issue(path="", code="NOT_AN_OBJECT", message="a fund spec must be a JSON object")],
             [],
         )
-    try:
-        spec = FundSpec.model_validate(data)
-    except ValidationError as exc:
-        return None, _issues_from_validation_error(exc), []
+    issues = _all_issues(data)
+    if issues:
+        return None, issues, []
+    spec = FundSpec.model_validate(data)
     errors = engine_support_issues(spec)
     if errors:
         return None, errors, []
@@ -753,6 +854,7 @@ __all__ = [
     "bounded_pareto_mean",
     "canonical_json",
     "expected_multiple",
+    "issue_code",
     "load_spec",
     "spec_hash",
     "spec_warnings",
