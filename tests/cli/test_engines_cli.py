@@ -114,3 +114,21 @@ def test_the_installed_command_runs() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "TVPI" in proc.stdout
+
+
+def test_impossible_dates_and_deep_nesting_exit_2_without_traceback(tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad_date = tmp_path / "date.yaml"
+    bad_date.write_text(
+        "name: X\nfund_size: 5\nvintage_year: 2025\nmodel_inputs_as_of: 2025-02-30\n"
+    )
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    nul = tmp_path / "nul.yaml"
+    nul.write_text(
+        'name: "bad\\0name"\nfund_size: 5\nvintage_year: 2025\nmodel_inputs_as_of: 2025-01-01\n'
+    )
+    for path in (bad_date, deep, nul):
+        result = runner.invoke(main, ["model", str(path)])
+        assert result.exit_code == 2, (path, result.output)
+        assert "Traceback" not in result.output

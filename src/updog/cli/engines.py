@@ -21,6 +21,8 @@ from updog.simulation.engine import MAX_RUNS, MIN_RUNS
 
 #: Fund files larger than this are refused (a spec is a human-scale document).
 MAX_FUND_FILE_BYTES = 1_000_000
+#: ``--executor auto`` uses a local process pool from this many runs (eight blocks).
+AUTO_POOL_RUNS = 32_768
 
 
 def read_fund_file(path: Path) -> FundSpec:
@@ -39,6 +41,10 @@ def read_fund_file(path: Path) -> FundSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise _usage(f"{path}: not valid YAML/JSON: {exc}") from exc
+    except ValueError as exc:  # e.g. a date that does not exist (2025-02-30)
+        raise _usage(f"{path}: invalid value: {exc}") from exc
+    except RecursionError:
+        raise _usage(f"{path}: nested too deeply") from None
     try:
         return load_spec(data)
     except SpecError as exc:
@@ -171,11 +177,26 @@ def model_command(fund_file: Path, fmt: str) -> None:
     default=None,
     help="Also write a self-contained HTML report with charts.",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["auto", "local", "process", "dask"]),
+    default="auto",
+    show_default=True,
+    help="Where blocks of paths run: local (this process), process (a local process pool), "
+    "dask (the cluster at DASK_SCHEDULER_ADDRESS). auto: dask when DASK_SCHEDULER_ADDRESS "
+    f"is set, else process from {AUTO_POOL_RUNS:,} runs, else local. Same seed, same result.",
+)
 def simulate_command(
-    fund_file: Path, runs: int, seed: int | None, fmt: str, html_path: Path | None
+    fund_file: Path,
+    runs: int,
+    seed: int | None,
+    fmt: str,
+    html_path: Path | None,
+    executor: str,
 ) -> None:
     """Print the Monte Carlo outcome distribution of FUND_FILE."""
     spec = read_fund_file(fund_file)
+    run_on = _executor(executor, runs)
     show_progress = runs > 100_000 and sys.stderr.isatty()
     bar: Any = None
     if show_progress:
@@ -187,7 +208,7 @@ def simulate_command(
             bar.update(done - bar.pos)
 
     try:
-        result = simulate(spec, runs, seed, progress=progress).to_dict()
+        result = simulate(spec, runs, seed, executor=run_on, progress=progress).to_dict()
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -225,6 +246,26 @@ def sweep_command(fund_file: Path, runs: int, seed: int, fmt: str) -> None:
             f"{p['reserve_ratio']:>8.2f} {p['tvpi_p50']:>9.3f}x {p['tvpi_p50_se']:>8.3f} "
             f"{p['tvpi_mean']:>7.3f}x {100 * p['tvpi_below_1']:>7.1f}%"
         )
+
+
+def _executor(kind: str, runs: int) -> Any:
+    """The executor named by ``--executor`` (None: in this process)."""
+    import os
+
+    address = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None
+    if kind == "auto":
+        kind = "dask" if address else ("process" if runs >= AUTO_POOL_RUNS else "local")
+    if kind == "dask":
+        if address is None:
+            raise _usage("--executor dask needs DASK_SCHEDULER_ADDRESS (e.g. tcp://host:8786)")
+        from updog.simulation.dask_executor import DaskExecutor
+
+        return DaskExecutor(address)
+    if kind == "process":
+        from updog.simulation.executors import ProcessPoolMap
+
+        return ProcessPoolMap()
+    return None
 
 
 def register(group: click.Group) -> None:

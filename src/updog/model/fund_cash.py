@@ -29,7 +29,10 @@ Rules (SPEC §3.1, §3.2):
   :func:`updog.finance.european_waterfall` in float arithmetic, vectorised over paths.
   At the end of a fund's life a clawback returns to LPs any carry above
   ``carry × max(0, total distributions − paid-in)``, so a fund that ends below cost keeps no
-  carry. The GP commitment is paid in and distributed like LP capital.
+  carry. An evergreen fund is valued at its horizon as if liquidated at its marks: carry paid
+  plus the GP's share of NAV is held to ``carry`` × total profit, the excess counted as a
+  clawback receivable in the LPs' net NAV. The GP commitment is paid in and distributed like
+  LP capital.
 * **American waterfall** (deal by deal): the portfolio engines compute each realisation's GP
   share against its own cost (``PortfolioFlows.deal_carry``); the fund pays it on the share of
   the quarter's proceeds distributed (not recycled), then the same end-of-life clawback. Net NAV
@@ -234,13 +237,24 @@ def run_fund_cash(spec: FundSpec, plan: Plan, flows: PortfolioFlows) -> FundCash
         prev_nav = nav
         prev_cost = flows.cost_unrealised[:, q]
 
-    if not spec.evergreen and quarters > 0:
+    if quarters > 0 and not spec.evergreen:
         profit = lp_total + gp_total - state.paid_in
         allowed = carry * np.maximum(profit, 0.0)
         claw = np.maximum(gp_total - allowed, 0.0)
         out["clawback"][:, -1] = claw
         out["gp_carry"][:, -1] -= claw
         out["lp_distributions"][:, -1] += claw
+    elif quarters > 0:
+        # An evergreen fund is valued at the horizon as if liquidated at its marks: carry paid
+        # plus the GP's share of NAV may not exceed carry × total profit; the excess is a
+        # clawback the GP owes the LPs, counted in the LPs' net NAV (a receivable).
+        nav_end = flows.nav[:, -1]
+        nav_gp = nav_end - out["net_nav"][:, -1]
+        profit = lp_total + gp_total + nav_end - state.paid_in
+        allowed = carry * np.maximum(profit, 0.0)
+        claw = np.maximum(gp_total + nav_gp - allowed, 0.0)
+        out["clawback"][:, -1] = claw
+        out["net_nav"][:, -1] += claw
 
     cash = FundCash(**out)
     _check_conservation(cash, invested, flows.gross_proceeds)
