@@ -311,6 +311,12 @@ def _reduce(
     tvpi = per_path["tvpi"]
     irr = per_path["net_irr"]
     defined_irr = np.isfinite(irr)
+    # An IRR no rate defines (NPV below zero at every rate, e.g. fees called after the last
+    # distribution of a losing fund) is still a loss when the LPs got back less than they paid
+    # in: such paths count as "net IRR < 0"; the IRR percentiles cover defined IRRs only.
+    undefined = (status != STATUS_OK) & (status != STATUS_TOTAL_LOSS)
+    losing_undefined = undefined & (tvpi < 1.0)
+    classified = int(defined_irr.sum() + losing_undefined.sum())
 
     def mean_se(name: str) -> dict[str, float]:
         total = sum(b.moments[name][0] for b in blocks)
@@ -329,15 +335,17 @@ def _reduce(
         "metrics": metrics,
         "probabilities": {
             "tvpi_below_1": float((tvpi < 1.0).mean()),
-            "net_irr_below_0": float((irr[defined_irr] < 0.0).mean())
-            if defined_irr.any()
+            "net_irr_below_0": float(((irr < 0.0) & defined_irr).sum() + losing_undefined.sum())
+            / classified
+            if classified
             else None,
         },
         "risk": {"tvpi": stats.tail_risk(tvpi), "net_irr": stats.tail_risk(irr)},
         "histograms": {"tvpi": stats.histogram(tvpi), "net_irr": stats.histogram(irr)},
         "irr": {
             "total_loss_paths": int((status == STATUS_TOTAL_LOSS).sum()),
-            "undefined_paths": int(((status != STATUS_OK) & (status != STATUS_TOTAL_LOSS)).sum()),
+            "undefined_paths": int(undefined.sum()),
+            "undefined_losing_paths": int(losing_undefined.sum()),
         },
         "means": {name: mean_se(name) for name in ("gross_proceeds", "paid_in", "invested")},
         "deal_outcomes": {
