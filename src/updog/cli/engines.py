@@ -230,11 +230,17 @@ def simulate_command(
 
 @click.command("sweep")
 @click.argument("fund_file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--runs", type=click.IntRange(MIN_RUNS, MAX_RUNS), default=10_000,
-              show_default=True, help="Paths per reserve ratio.")
+@click.option(
+    "--runs",
+    type=click.IntRange(MIN_RUNS, MAX_RUNS),
+    default=10_000,
+    show_default=True,
+    help="Paths per reserve ratio.",
+)
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=42, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 def sweep_command(fund_file: Path, runs: int, seed: int, fmt: str) -> None:
     """Median TVPI of FUND_FILE across reserve ratios 0.20..0.70 (same seed for each)."""
     from updog.simulation.sweep import reserve_sweep
