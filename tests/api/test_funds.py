@@ -199,9 +199,12 @@ def test_simulation_request_rules(client: httpx.Client) -> None:
     fid = create(client).json()["id"]
     client.post(f"/api/v1/funds/{fid}/publish").raise_for_status()
     url = f"/api/v1/funds/{fid}/simulations"
-    body = assert_problem(client.post(url, json={"runs": 20_001}), 422, "RUNS_ABOVE_SYNC_LIMIT")
-    assert body["errors"][0]["path"] == "/runs"
-    assert_problem(client.post(url, json={"runs": 5_000_000}), 422, "RUNS_ABOVE_SYNC_LIMIT")
+    for runs in (20_001, 5_000_000):  # above the synchronous limit: a background job
+        queued = client.post(url, json={"runs": runs})
+        assert queued.status_code == 202, queued.text
+        assert queued.headers["location"] == f"/api/v1/simulations/{queued.json()['id']}"
+        assert queued.json()["status"] == "queued" and queued.json()["runs"] == runs
+        assert client.delete(queued.headers["location"]).json()["status"] == "cancelled"
     for bad, path in [
         ({"runs": 99}, "/runs"),
         ({"runs": 5_000_001}, "/runs"),

@@ -22,7 +22,16 @@ from updog.api.routes import API_PREFIX, auth, calc, funds, health, simulations
 from updog.api.routes.docs import install_docs
 from updog.observability.logging import configure_logging
 from updog.observability.metrics import HttpMetrics
-from updog.settings import Settings
+from updog.protection import csp_reports
+from updog.protection.clients import IdentityKeys
+from updog.protection.dedupe import SingleFlightMiddleware
+from updog.protection.headers import SecurityHeadersMiddleware
+from updog.protection.idempotency import IdempotencyMiddleware
+from updog.protection.rate_limit import RateLimitMiddleware
+from updog.protection.shedding import LoadSheddingMiddleware
+from updog.resilience.lifecycle import DrainMiddleware, Lifecycle
+from updog.resilience.wiring import install_resilience
+from updog.settings import Settings, parse_networks
 
 OPENAPI_URL = f"{API_PREFIX}/openapi.json"
 
@@ -51,17 +60,52 @@ def create_app(
     #   2. AccessLog — one JSON line per request, for everything below, rejections included.
     #   3. Metrics — counts/times every request, including those rejected below it, and
     #      labels them by route template (known only once routing has run, on the way out).
-    #   4. BodyLimit — last before routing: refuses oversized bodies before any handler
-    #      reads them, while the layers above still log and count the refusal.
+    #   4. LoadShedding (throttled profiles only) — the cheapest refusal comes first: an
+    #      overloaded process spends nothing (no Redis, no database) on a request it sheds;
+    #      probes and /metrics pass. Below the layers that log and count, so sheds show.
+    #   5. RateLimit (throttled profiles only) — before any body is read or any route work
+    #      is done; after shedding, so overload does not also cost Redis round trips.
+    #   6. BodyLimit — refuses oversized bodies before anything below reads them (the two
+    #      layers below buffer bodies to fingerprint them).
+    #   7. Idempotency — a retried POST/PATCH with a known key is answered from the stored
+    #      response before it could join a fresh execution below; it reads the whole body.
+    #   8. SingleFlight — last before routing: only requests that really execute are
+    #      shared between identical concurrent callers.
     # Starlette's ServerErrorMiddleware wraps all of these (it turns an unhandled exception
     # into our problem+json 500) and ExceptionMiddleware sits below them (the other problem
-    # handlers). Later layers (security headers, rate limits, shedding) go between
-    # RequestId and BodyLimit; their place is to be argued here.
+    # handlers). SecurityHeaders wraps even ServerErrorMiddleware (see below), so every
+    # response — a 500 included — carries them.
+    registry = metrics.registry
+    identities = IdentityKeys(database, settings.secret_key)  # one cache for both users
+    throttling: list[Middleware] = []
+    shedding: dict[str, Any] = {}
+    if settings.throttled:
+        shedding = LoadSheddingMiddleware.options(settings, database, registry)
+        throttling = [
+            Middleware(LoadSheddingMiddleware, **shedding),
+            Middleware(
+                RateLimitMiddleware,
+                **RateLimitMiddleware.options(settings, database, registry, identities),
+            ),
+        ]
+    # Drain gate (updog.resilience.lifecycle): below the layers that log and count, so the
+    # 503s of a stopping instance show; above everything that does work, so a draining
+    # instance refuses new requests before spending anything on them.
+    lifecycle = Lifecycle()
     middleware = [
         Middleware(RequestIdMiddleware),
         Middleware(AccessLogMiddleware),
         Middleware(MetricsMiddleware, metrics=metrics),
+        Middleware(DrainMiddleware, lifecycle=lifecycle),
+        *throttling,
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        Middleware(
+            IdempotencyMiddleware,
+            **IdempotencyMiddleware.options(settings, database, registry, identities),
+        ),
+        Middleware(
+            SingleFlightMiddleware, **SingleFlightMiddleware.options(settings, database, registry)
+        ),
     ]
 
     app = FastAPI(
@@ -77,6 +121,9 @@ def create_app(
     app.state.settings = settings
     app.state.database = database
     app.state.metrics = metrics
+    app.state.pressure = shedding.get("monitor")  # load signals for /readyz (None: off)
+    install_resilience(app, database, registry, lifecycle)  # breakers, lifecycle, DB metrics
+    _wrap_in_security_headers(app, settings)
 
     install_problem_handlers(app)
     app.include_router(health.router)
@@ -84,9 +131,28 @@ def create_app(
     app.include_router(funds.router)
     app.include_router(simulations.router)
     app.include_router(calc.router)
+    app.include_router(csp_reports.router)
+    # The web UI (SPEC §5.4): server-rendered pages and their static assets (no CDN).
+    from updog.web import pages
+
+    app.include_router(pages.router)
+    app.mount(pages.STATIC_PATH, pages.static_files(), name="web-static")
     install_docs(app, openapi_url=OPENAPI_URL)
     _add_fund_spec_schema(app)
     return app
+
+
+def _wrap_in_security_headers(app: FastAPI, settings: Settings) -> None:
+    """Make :class:`SecurityHeadersMiddleware` the outermost layer, outside Starlette's
+    ServerErrorMiddleware (which ``middleware=`` cannot reach), so that even the 500 of an
+    unhandled exception carries the security headers."""
+    build = app.build_middleware_stack
+    trusted = parse_networks(settings.trusted_proxies)
+
+    def build_middleware_stack() -> Any:
+        return SecurityHeadersMiddleware(build(), trusted_proxies=trusted)
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 
 
 def _add_fund_spec_schema(app: FastAPI) -> None:

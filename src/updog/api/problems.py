@@ -357,6 +357,17 @@ async def _engine_guard_handler(request: Request, exc: Exception) -> Response:
 
 
 async def _database_unavailable_handler(request: Request, exc: Exception) -> Response:
+    from updog.resilience.postgres import is_contention
+
+    if is_contention(exc):  # a lock timeout or deadlock between requests: retry soon
+        _log.info("database_contention", error=type(exc).__name__, path=request.url.path)
+        return problem_response(
+            request,
+            503,
+            "DATABASE_CONTENTION",
+            "The request collided with another one on the same data; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
     _log.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
     return problem_response(
         request,
@@ -367,13 +378,32 @@ async def _database_unavailable_handler(request: Request, exc: Exception) -> Res
     )
 
 
+async def _circuit_open_handler(request: Request, exc: Exception) -> Response:
+    """A circuit breaker refused the call: 503 with ``Retry-After`` = its remaining wait."""
+    from updog.resilience.breaker import CallNotPermittedError
+
+    assert isinstance(exc, CallNotPermittedError)
+    code = "DATABASE_UNAVAILABLE" if exc.breaker == "pg" else "DEPENDENCY_UNAVAILABLE"
+    return problem_response(
+        request,
+        503,
+        code,
+        f"A dependency ({exc.breaker}) is failing; requests to it are paused. "
+        f"Retry after {exc.retry_after} s.",
+        headers={"Retry-After": str(exc.retry_after)},
+        extra={"breaker": exc.breaker},
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Register the problem+json exception handlers on ``app``.
 
     Besides the HTTP and validation errors: the store's errors (the caller's fault: 404,
     409, 412, 422) as a safety net behind the routes' own mapping, and an unreachable or
     saturated database (``psycopg.OperationalError``, pool timeout / queue full) as 503
-    ``DATABASE_UNAVAILABLE`` with ``Retry-After`` rather than a 500.
+    ``DATABASE_UNAVAILABLE`` with ``Retry-After`` rather than a 500; lock timeouts and
+    deadlocks as 503 ``DATABASE_CONTENTION`` (``Retry-After: 1``); an OPEN circuit breaker
+    as 503 with ``Retry-After`` = the breaker's remaining wait.
     """
     import psycopg
 
@@ -384,6 +414,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StoreError, _store_error_handler)
     # psycopg_pool's PoolTimeout and TooManyRequests are OperationalErrors too.
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable_handler)
+    # An OPEN breaker (``pg``'s refusal is an OperationalError too; this handler wins, being
+    # earlier in its MRO): 503 with Retry-After = the breaker's remaining wait.
+    from updog.resilience.breaker import CallNotPermittedError
+
+    app.add_exception_handler(CallNotPermittedError, _circuit_open_handler)
     app.add_exception_handler(ProblemError, _problem_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)

@@ -1,4 +1,4 @@
-"""Service commands: ``serve``, ``migrate``, ``users``, ``tokens``.
+"""Service commands: ``serve``, ``worker``, ``migrate``, ``users``, ``tokens``.
 
 Every command reads :class:`~updog.settings.Settings` from the environment and resolves the
 database the same way ``updog serve`` does (``DATABASE_URL``, else the embedded server of
@@ -13,6 +13,7 @@ import importlib
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -302,9 +303,40 @@ def _uvicorn_server_class() -> type[Any]:
     class ServiceServer(uvicorn.Server):
         """uvicorn's server with our signal handling: SIGINT/SIGTERM ask for a graceful stop
         (a second SIGINT forces it) and are *not* re-raised afterwards, so the process can
-        close the pool, stop the embedded database and exit 0."""
+        close the pool, stop the embedded database and exit 0.
+
+        The first signal *drains* (:meth:`begin_drain`): the app's lifecycle fails ``/readyz``
+        and answers new requests 503 + ``Connection: close`` at once, the shutdown hooks end
+        event streams and release the running job, and only once the requests in flight have
+        finished (or ``drain_timeout`` passed) is uvicorn told to stop — closing the listener
+        and idle connections. A second signal stops without waiting for the drain.
+        """
 
         signals_received: list[int]
+        #: The app's ``updog.resilience.lifecycle.Lifecycle`` (None: the app has none).
+        lifecycle: Any = None
+        #: Seconds to wait for in-flight requests after the first signal.
+        drain_timeout: float = 25.0
+        #: ``time.monotonic()`` of the first signal (None: not draining).
+        drain_started: float | None = None
+
+        def begin_drain(self) -> None:
+            """Start draining (idempotent); uvicorn is stopped when the drain is over."""
+            if self.drain_started is not None:
+                return
+            self.drain_started = time.monotonic()
+            lifecycle = self.lifecycle
+            if lifecycle is not None:
+                lifecycle.begin_drain()
+            for hook in getattr(self, "shutdown_hooks", ()):
+                hook()  # e.g. end event streams, release running jobs
+
+            def wait_then_stop() -> None:
+                if lifecycle is not None:
+                    lifecycle.wait_idle(self.drain_timeout)
+                self.should_exit = True
+
+            threading.Thread(target=wait_then_stop, name="updog-drain", daemon=True).start()
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -317,7 +349,10 @@ def _uvicorn_server_class() -> type[Any]:
                 self.signals_received.append(sig)
                 if self.should_exit and sig == signal.SIGINT:
                     self.force_exit = True
-                self.should_exit = True
+                if self.drain_started is None:
+                    self.begin_drain()
+                else:  # a second signal: stop without waiting for the drain
+                    self.should_exit = True
 
             handled = [signal.SIGINT, signal.SIGTERM]
             previous = {sig: signal.signal(sig, handle) for sig in handled}
@@ -359,22 +394,45 @@ def serve(host: str | None, port: int | None, app_factory: str) -> None:
     factory = _load_factory(app_factory)
     where = "DATABASE_URL" if settings.database_url else f"embedded, in {settings.pgdata}"
     click.echo(f"updog: opening the database ({where}) …", err=True)
+    worker: tuple[threading.Thread, threading.Event] | None = None
+    server: Any = None
     with _sigterm_as_interrupt():
         with _reported("cannot open the database"):
             database = open_database(settings)
         try:
+            app = factory(settings, database)
+            grace = settings.shutdown_grace_period
             server = _uvicorn_server_class()(
                 uvicorn.Config(
-                    factory(settings, database),
+                    app,
                     host=settings.host,
                     port=settings.port,
                     log_config=None,  # the app configures logging (JSON lines)
                     access_log=False,  # the app writes its own access log
                     server_header=False,  # no "Server: uvicorn" (SPEC §6.3)
+                    # Forwarded headers are the app's business: it believes them only from
+                    # UPDOG_TRUSTED_PROXIES (rate-limit keys, HSTS). uvicorn would otherwise
+                    # trust any local peer's X-Forwarded-For.
+                    proxy_headers=False,
                     lifespan="auto",
-                    timeout_graceful_shutdown=30,
+                    # the drain (above) waits for requests; this only covers what is left
+                    timeout_graceful_shutdown=max(1, round(grace * 0.1)),
                 )
             )
+            # Grace budget (settings.shutdown_grace_period, default 30 s): 75 % for in-flight
+            # requests, 10 % for uvicorn to close connections, the rest for the job worker,
+            # the pool and the embedded database — so the process exits 0 within the period.
+            server.lifecycle = getattr(getattr(app, "state", None), "lifecycle", None)
+            server.drain_timeout = grace * 0.75
+            hooks: list[Callable[[], None]] = []
+            if getattr(app, "state", None) is not None:
+                from updog.jobs.events import shutdown_flag
+
+                hooks.append(shutdown_flag(app).set)
+            worker = _start_inprocess_worker(settings, database)
+            if worker is not None:
+                hooks.append(worker[1].set)
+            server.shutdown_hooks = hooks
             try:
                 server.run()
             except SystemExit as exc:  # uvicorn exits(1) when it cannot bind
@@ -384,10 +442,111 @@ def serve(host: str | None, port: int | None, app_factory: str) -> None:
                         "(address in use?)"
                     ) from None
         finally:
-            database.close()
+            started = getattr(server, "drain_started", None) or time.monotonic()
+            if worker is not None:
+                worker[1].set()  # the running job (if any) is released for retry
+                left = started + settings.shutdown_grace_period - 3 - time.monotonic()
+                worker[0].join(max(1.0, left))
+            database.close(timeout=2)
             click.echo("updog: stopped.", err=True)
     if not server.started:
         raise click.ClickException("the server did not start (see the log above)")
+
+
+def _start_inprocess_worker(
+    settings: Settings, database: Database
+) -> tuple[threading.Thread, threading.Event] | None:
+    """Start a job worker thread inside ``updog serve`` when ``inprocess_worker`` says so
+    (``auto``: only on the embedded database, where a separate worker is unlikely)."""
+    wanted = settings.inprocess_worker
+    if wanted == "off" or (wanted == "auto" and settings.database_url):
+        return None
+    from updog.jobs.worker import WorkerConfig, start_in_thread
+
+    with _reported("cannot start the job worker"):
+        config = WorkerConfig.from_settings(settings)
+    click.echo(f"updog: running jobs in process ({config.executor.describe()}).", err=True)
+    return start_in_thread(database, config)
+
+
+# --------------------------------------------------------------------------- worker
+
+
+@click.command("worker")
+@click.option(
+    "--executor",
+    type=click.Choice(["auto", "local", "process", "dask"]),
+    default=None,
+    help="Where simulation blocks run: local (this machine, one process), process (a local "
+    "process pool), dask (the cluster at --dask-scheduler) [default: UPDOG_EXECUTOR or "
+    "auto = dask when a scheduler address is set, else process].",
+)
+@click.option(
+    "--dask-scheduler",
+    "dask_address",
+    default=None,
+    metavar="ADDRESS",
+    help="Dask scheduler, e.g. tcp://10.0.0.5:8786 [default: DASK_SCHEDULER_ADDRESS].",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Jobs computed at once by this worker.",
+)
+def worker_command(executor: str | None, dask_address: str | None, concurrency: int) -> None:
+    """Execute simulation jobs from the database until Ctrl-C or SIGTERM.
+
+    Start as many workers, on as many machines, as you like: each job runs once at a time
+    (leases), a killed worker's job is retried by another after its lease expires, and
+    SIGTERM releases the running job to the queue before exiting 0.
+    """
+    from dataclasses import replace
+
+    from updog.jobs.worker import Worker, WorkerConfig
+    from updog.observability.logging import configure_logging
+    from updog.store.db import open_database
+
+    settings = _settings(executor=executor, dask_scheduler_address=dask_address)
+    with _reported("invalid worker settings"):
+        config = WorkerConfig.from_settings(settings)
+    configure_logging()
+    stop = threading.Event()
+    where = "DATABASE_URL" if settings.database_url else f"embedded, in {settings.pgdata}"
+
+    def handle(sig: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _reported("cannot open the database"):
+            database = open_database(
+                replace(settings, db_pool_min_size=0, db_pool_max_size=2 * concurrency + 1)
+            )
+        try:
+            click.echo(
+                f"updog worker: database {where}; executor {config.executor.describe()}; "
+                f"{concurrency} at a time; waiting for jobs.",
+                err=True,
+            )
+            threads = [
+                threading.Thread(
+                    target=Worker(database, config).run, args=(stop,), name=f"updog-worker-{i}"
+                )
+                for i in range(concurrency)
+            ]
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(0.2)
+        finally:
+            database.close()
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+    click.echo("updog worker: stopped.", err=True)
 
 
 @contextlib.contextmanager
@@ -414,3 +573,4 @@ def register(group: click.Group) -> None:
     group.add_command(users_group)
     group.add_command(tokens_group)
     group.add_command(serve)
+    group.add_command(worker_command)

@@ -40,6 +40,7 @@ from updog.api.schemas import (
     SimulationOut,
     SimulationRequest,
 )
+from updog.model.faults import FaultPlan
 from updog.model.spec import FundSpec, validate_draft, validate_publish
 from updog.store import repositories as repo
 from updog.store.repositories import FundRecord, FundVersion, Identity
@@ -356,7 +357,10 @@ async def get_forecast(
     cached = stored is not None
     if stored is None:
         spec = await _valid_spec(fv)
-        result = await run_in_threadpool(lambda: checked_json(run_forecast(spec).to_dict()))
+        faults = _fault_plan(request)
+        result = await run_in_threadpool(
+            lambda: checked_json(run_forecast(spec, faults=faults).to_dict())
+        )
         stored = await db_call(
             request, repo.save_forecast, fv.id, ENGINE_VERSION, fv.spec_hash, result
         )
@@ -377,6 +381,12 @@ async def get_forecast(
     return JSONResponse(body)
 
 
+def _fault_plan(request: Request) -> FaultPlan | None:
+    """The engine fault plan of ``UPDOG_FAULTS`` (guard tests only; None in production)."""
+    text = get_settings(request).faults
+    return FaultPlan.parse(text) if text else None
+
+
 def _simulation_request(data: object) -> SimulationRequest:
     try:
         return SimulationRequest.model_validate(data, strict=True)
@@ -393,8 +403,13 @@ def _simulation_request(data: object) -> SimulationRequest:
     "/{fund_id}/simulations",
     status_code=201,
     response_model=SimulationOut,
-    summary="Run a Monte Carlo simulation of the published version (synchronous)",
-    responses={404: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM},
+    summary="Run a Monte Carlo simulation of the published version",
+    responses={
+        202: {"model": SimulationOut, "description": "Queued as a background job."},
+        404: _PROBLEM,
+        409: _PROBLEM,
+        422: _PROBLEM,
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -409,26 +424,25 @@ async def create_simulation(
     identity: Identity = Analyst,
 ) -> Response:
     """Simulate ``runs`` paths (100..5,000,000) with ``seed`` (drawn and reported when
-    omitted). Up to ``sync_runs_limit`` (20,000) runs are answered synchronously, computed
-    in a worker thread; more → 422 ``RUNS_ABOVE_SYNC_LIMIT`` until jobs exist. The stored
+    omitted). Up to ``sync_runs_limit`` (20,000) runs are answered synchronously (201),
+    computed in a worker thread; more become a durable background job: 202 with
+    ``Location`` of the queued simulation (follow it, or its ``/events``). The stored
     result records engine version, spec version and hash, and seed."""
     from updog.simulation import simulate
 
     fid = parse_id(fund_id)
     params = _simulation_request(await read_json(request))
     limit = get_settings(request).sync_runs_limit
-    if params.runs > limit:
-        raise ProblemError(
-            422,
-            "RUNS_ABOVE_SYNC_LIMIT",
-            f"{params.runs} runs exceed the synchronous limit of {limit}; background jobs "
-            "for larger runs are not available yet.",
-            errors=[FieldError("/runs", "RUNS_ABOVE_SYNC_LIMIT", f"At most {limit} runs.")],
-        )
     fv = await _load_version(request, identity, fid, version)
     spec = await _valid_spec(fv)
     seed = params.seed if params.seed is not None else secrets.randbits(_DRAWN_SEED_BITS)
     assert seed <= MAX_SEED
+    if params.runs > limit:
+        from updog.api.routes.simulations import submit_job
+
+        return await submit_job(
+            request, identity, fv, runs=params.runs, seed=seed, seed_drawn=params.seed is None
+        )
     record = await db_call(
         request,
         repo.create_simulation,
@@ -443,7 +457,9 @@ async def create_simulation(
     )
     try:
         result = await run_in_threadpool(
-            lambda: checked_json(simulate(spec, params.runs, seed).to_dict())
+            lambda: checked_json(
+                simulate(spec, params.runs, seed, faults=_fault_plan(request)).to_dict()
+            )
         )
     except Exception as exc:
         await db_call(

@@ -1,0 +1,95 @@
+"""Fixtures of the browser tests: the real app under uvicorn on a free loopback port over a
+freshly emptied database, with the throttling profile off (``throttle_profile="off"``: rate
+limits and load shedding never refuse a test request), a job worker thread, and Debian's
+Chromium driven by Playwright. Without Playwright or Chromium the tests skip with a reason
+(a failure under ``UPDOG_REQUIRE_SERVICES=1``, as in CI, which installs both)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from web_support import CHROMIUM, launch
+
+from api.api_support import LiveServer, LogTap, serve
+from updog.settings import Settings
+from updog.store import repositories as repo
+
+#: Runs above this become background jobs in these tests (so the progress bar shows).
+SYNC_LIMIT = 5_000
+PASSWORD = "correct horse battery staple"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("UPDOG_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (and UPDOG_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def playwright_instance() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install -e '.[test]')")
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: Any) -> Iterator[Any]:
+    b = launch(playwright_instance)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def web(db: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The app with a job worker thread, over the emptied test database."""
+    from updog.jobs.worker import WorkerConfig, start_in_thread
+
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("updog-web"),
+        sync_runs_limit=SYNC_LIMIT,
+        throttle_profile="off",
+        executor="local",
+        job_poll_interval=0.2,
+    )
+    thread, stop = start_in_thread(db, WorkerConfig.from_settings(settings))
+    try:
+        yield from serve(settings, db, LogTap())
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+@dataclass
+class WebUser:
+    email: str
+    password: str
+    org_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+def create_user(
+    database: Any, email: str, role: str = "analyst", org: str = "Example Ventures"
+) -> WebUser:
+    with database.connection() as conn:
+        organisation = repo.get_or_create_organisation(conn, org)
+        user = repo.create_user(conn, organisation.id, email, PASSWORD, role)  # type: ignore[arg-type]
+    return WebUser(email, PASSWORD, organisation.id, user.id)
+
+
+def sign_in(page: Any, base_url: str, user: WebUser) -> None:
+    page.goto(f"{base_url}/sign-in")
+    page.get_by_label("Email").fill(user.email)
+    page.get_by_label("Password").fill(user.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base_url}/funds")

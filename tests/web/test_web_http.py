@@ -1,0 +1,181 @@
+"""The web UI over plain HTTP (no browser): sign-in and CSRF rules, organisation scoping,
+roles, the strict CSP (no inline script or style, no asset from elsewhere), and the wizard's
+unit conversions (dollars with separators, percent ↔ ratio)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import PASSWORD, create_user
+from updog.web import forms
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@contextmanager
+def _signed_in(web: Any, email: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=web.url, timeout=60) as client:
+        page = client.get("/sign-in")
+        token = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
+        r = client.post(
+            "/sign-in",
+            data={"email": email, "password": PASSWORD, "csrf_token": token, "next": "/"},
+        )
+        assert r.status_code == 303, r.text
+        yield client
+
+
+def _csrf(client: httpx.Client, path: str = "/funds") -> str:
+    return CSRF.search(client.get(path).text).group(1)  # type: ignore[union-attr]
+
+
+@pytest.mark.db
+def test_sign_in_rules(web: Any) -> None:
+    user = create_user(web.database, "rules@example.com")
+    with httpx.Client(base_url=web.url, timeout=60) as anon:
+        r = anon.get("/funds")
+        assert r.status_code == 303 and r.headers["location"] == "/sign-in?next=/funds"
+        # No pre-session cookie (a cross-site post): refused.
+        r = anon.post("/sign-in", data={"email": user.email, "password": PASSWORD})
+        assert r.status_code == 403
+        token = CSRF.search(anon.get("/sign-in").text).group(1)  # type: ignore[union-attr]
+        r = anon.post(
+            "/sign-in", data={"email": user.email, "password": "wrong", "csrf_token": token}
+        )
+        assert r.status_code == 401 and "Wrong email or password" in r.text
+        token = CSRF.search(anon.get("/sign-in").text).group(1)  # type: ignore[union-attr]
+        r = anon.post(
+            "/sign-in",
+            data={
+                "email": user.email,
+                "password": PASSWORD,
+                "csrf_token": token,
+                "next": "//evil.example/",
+            },
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/funds"
+        cookie = r.headers["set-cookie"]
+        assert "updog_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+
+
+@pytest.mark.db
+def test_writes_need_csrf_and_role(web: Any) -> None:
+    create_user(web.database, "writer@example.com")
+    create_user(web.database, "reader@example.com", role="viewer")
+    with _signed_in(web, "writer@example.com") as client:
+        assert client.post("/funds", data={"name": "x"}).status_code == 403
+        assert client.post("/funds", data={"csrf_token": "x" * 64}).status_code == 403
+        r = client.post("/funds", data={"csrf_token": _csrf(client)})
+        assert r.status_code == 303 and r.headers["location"].endswith("/setup/basics")
+        fund_path = r.headers["location"]
+        # JSON is not a form: refused before anything is read into the draft.
+        r = client.post(fund_path, json={"name": "x"})
+        assert r.status_code == 415
+    with _signed_in(web, "reader@example.com") as reader:
+        assert reader.get(fund_path).status_code == 200
+        assert "Save and continue" not in reader.get(fund_path).text
+        r = reader.post(fund_path, data={"csrf_token": _csrf(reader), "name": "Mine"})
+        assert r.status_code == 403
+
+
+@pytest.mark.db
+def test_other_organisations_funds_are_not_found(web: Any) -> None:
+    create_user(web.database, "a@one.example", org="One Capital")
+    create_user(web.database, "b@two.example", org="Two Capital")
+    with _signed_in(web, "a@one.example") as one:
+        r = one.post("/funds", data={"csrf_token": _csrf(one)})
+        fund_path = r.headers["location"]
+    with _signed_in(web, "b@two.example") as two:
+        for path in (fund_path, fund_path.replace("/setup/basics", "/forecast")):
+            assert two.get(path).status_code == 404
+        assert two.get("/funds/not-a-uuid/forecast").status_code == 404
+        assert two.get("/simulations/00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+@pytest.mark.db
+def test_pages_keep_a_strict_csp(web: Any) -> None:
+    create_user(web.database, "csp@example.com")
+    with _signed_in(web, "csp@example.com") as client:
+        r = client.post("/funds", data={"csrf_token": _csrf(client)})
+        fund = r.headers["location"].rsplit("/setup/", 1)[0]
+        paths = ["/funds", *(f"{fund}/setup/{s}" for s in forms.STEP_SLUGS), f"{fund}/forecast"]
+        for path in paths:
+            r = client.get(path)
+            assert r.headers["content-type"].startswith("text/html")
+            csp = r.headers["content-security-policy"]
+            assert "unsafe-eval" not in csp and "unsafe-inline" not in csp, csp
+            html = r.text
+            assert not re.search(r"<script(?![^>]*\bsrc=)", html), path  # no inline script
+            assert " style=" not in html and "<style" not in html, path  # no inline style
+            assert not re.search(r'(src|href)="(https?:)?//', html), path  # nothing from elsewhere
+        css = client.get("/static/ui/app.css")
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        assert "DejaVu Sans" in css.text
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "value"),
+    [
+        ("money", "50,000,000", 50_000_000.0),
+        ("money", "$1,234,567.50", 1_234_567.5),
+        ("money", "750000", 750_000.0),
+        ("percent", "2", 0.02),
+        ("percent", "7", 0.07),
+        ("percent", "2.5 %", 0.025),
+        ("percent", "0.35", 0.0035),
+        ("int", "2025", 2025),
+        ("number", "1.16", 1.16),
+    ],
+)
+def test_parse_units(kind: Any, text: str, value: float) -> None:
+    assert forms.parse_value(forms.Input("x", "X", kind), text) == value
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [("money", "1,2,3"), ("money", "50M"), ("percent", "two"), ("int", "1.5"), ("number", "nan")],
+)
+def test_parse_rejects(kind: Any, text: str) -> None:
+    with pytest.raises(forms.ParseError):
+        forms.parse_value(forms.Input("x", "X", kind), text)
+
+
+def test_format_units() -> None:
+    assert forms.format_value("money", 50_000_000.0) == "50,000,000"
+    assert forms.format_value("percent", 0.07) == "7"
+    assert forms.format_value("percent", 0.025) == "2.5"
+    assert forms.format_value("number", 18.0) == "18"
+
+
+def test_issue_messages_speak_percent() -> None:
+    rate = forms.Input("rate", "Rate", "percent")
+    issue = {
+        "path": "/fees/tiers/0/rate",
+        "code": "OUT_OF_RANGE",
+        "message": "Input should be less than or equal to 0.05",
+    }
+    assert forms.issue_message(issue, rate) == "Must be at most 5 %."
+    shares = {
+        "path": "/construction/allocations",
+        "code": "SHARES_NOT_ONE",
+        "message": "allocation shares must sum to 1 (got 0.600000)",
+    }
+    assert forms.issue_message(shares, None) == "Allocation shares must add up to 100 % (now 60 %)."
+
+
+def test_invalid_fields_keep_their_stored_value() -> None:
+    spec = forms.new_fund_spec(__import__("datetime").date(2025, 1, 1))
+    step = forms.get_step("stages")
+    assert step is not None
+    form = forms.state_from_spec(step, spec).values
+    form["stages.0.exit_rate"] = "95"  # with graduation 30 %: above 100 %
+    candidate, errors = forms.parse_step(step, form, spec)
+    assert errors == {}
+    saved = forms.savable(spec, candidate, errors)
+    assert saved is not None and saved["stages"][0]["exit_rate"] == spec["stages"][0]["exit_rate"]
