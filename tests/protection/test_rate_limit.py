@@ -258,3 +258,24 @@ def test_two_server_processes_share_one_redis_count(
         for i in range(12):  # alternate between the processes
             statuses.append(c.get(two_processes[i % 2] + "/api/v1/funds").status_code)
     assert statuses == [200] * 10 + [429, 429]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("POST", "/api/v1/auth/login", {"api", "auth"}),
+        ("POST", "/sign-in", {"api", "auth"}),
+        ("GET", "/sign-in", {"api"}),
+        ("POST", "/api/v1/funds/abc/simulations", {"api", "simulation"}),
+        ("POST", "/funds/abc/simulations", {"api", "simulation"}),
+        ("GET", "/api/v1/funds/abc/simulations", {"api"}),
+        ("GET", "/livez", set()),
+        ("GET", "/static/ui/app.js", set()),
+    ],
+)
+def test_tiers_cover_the_api_and_the_web_forms(method: str, path: str, expected: set[str]) -> None:
+    from updog.protection.rate_limit import tiers_from
+    from updog.settings import Settings
+
+    tiers = tiers_from(Settings(throttle_profile="standard"))
+    assert {t.name for t in tiers if t.applies(method, path)} == expected

@@ -8,7 +8,9 @@ tier       default        applies to                        when the store is do
 api        100 / 60 s     every request but probes, metrics  fail **open** (admitted)
                           and static assets
 simulation 10 / 3600 s    ``POST /api/v*/funds/{id}/simulations`` fail **closed** (503)
-auth       5 / 300 s      ``POST /api/v*/auth/login``       fail **closed** (503)
+                          and the web form's ``POST /funds/{id}/simulations``
+auth       5 / 300 s      ``POST /api/v*/auth/login``,      fail **closed** (503)
+                          ``POST /sign-in`` (web form)
 ========== ============== ================================= ==========================
 
 A request counts against every tier that applies (a simulation also spends an ``api``
@@ -66,8 +68,9 @@ from updog.settings import Settings, parse_networks, parse_rate
 
 #: Paths never limited (probes must answer under any load; metrics are scraped).
 EXEMPT_PREFIXES: tuple[str, ...] = ("/livez", "/readyz", "/startupz", "/metrics", "/static/")
-_SIMULATION = re.compile(r"^/api/v\d+/funds/[^/]+/simulations/?$")
-_LOGIN = re.compile(r"^/api/v\d+/auth/login/?$")
+# The API's routes and the web UI's forms that do the same work share a tier.
+_SIMULATION = re.compile(r"^(/api/v\d+)?/funds/[^/]+/simulations/?$")
+_LOGIN = re.compile(r"^(/api/v\d+/auth/login|/sign-in)/?$")
 #: Seconds the store is skipped after it failed.
 STORE_BACKOFF = 1.0
 
