@@ -324,3 +324,28 @@ def test_simulation_lifecycle_and_scoping(
         assert failed.started_at is not None
         failed = repo.fail_simulation(conn, org.id, failed.id, {"code": "ENGINE_GUARD"})
         assert (failed.status, failed.error) == ("failed", {"code": "ENGINE_GUARD"})
+
+
+def test_list_simulations_newest_first_and_scoped(
+    db: Any, org_user: tuple[Any, Any], other_org: Any
+) -> None:
+    org, user = org_user
+    with db.connection() as conn:
+        version = _published(conn, org, user)
+    made = []
+    for i in range(3):  # one transaction each: now() differs
+        with db.connection() as conn:
+            made.append(
+                repo.create_simulation(
+                    conn, org.id, version, runs=100 + i, seed=i, engine_version="1", user_id=user.id
+                )
+            )
+    with db.connection() as conn:
+        listed = repo.list_simulations(conn, org.id, version.fund_id, limit=2)
+        assert [s.runs for s in listed] == [102, 101]
+        assert {s.id for s in repo.list_simulations(conn, org.id, version.fund_id)} == {
+            s.id for s in made
+        }
+        assert repo.list_simulations(conn, other_org.id, version.fund_id) == []
+        with pytest.raises(ValueError):
+            repo.list_simulations(conn, org.id, version.fund_id, limit=0)

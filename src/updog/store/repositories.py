@@ -906,6 +906,21 @@ def get_simulation(
     return None if row is None else _simulation(row)
 
 
+def list_simulations(
+    conn: Connection, org_id: uuid.UUID, fund_id: uuid.UUID, *, limit: int = 10
+) -> list[SimulationRecord]:
+    """The fund's most recent simulations, newest first (``limit`` 1..100); another
+    organisation's fund gives an empty list."""
+    if not 1 <= limit <= 100:
+        raise ValueError("limit must be in 1..100")
+    rows = conn.execute(
+        "SELECT * FROM simulations WHERE org_id = %s AND fund_id = %s "
+        "ORDER BY created_at DESC, id DESC LIMIT %s",
+        (org_id, fund_id, limit),
+    ).fetchall()
+    return [_simulation(row) for row in rows]
+
+
 def _update_simulation(
     conn: Connection,
     org_id: uuid.UUID,

@@ -794,15 +794,6 @@ async def forecast_page(request: Request, fund_id: str) -> Response:
 # --------------------------------------------------------------------------- simulations
 
 
-def _recent_simulations(conn: Any, org_id: uuid.UUID, fund_id: uuid.UUID) -> list[SimulationRecord]:
-    rows = conn.execute(
-        "SELECT * FROM simulations WHERE org_id = %s AND fund_id = %s "
-        "ORDER BY created_at DESC LIMIT 10",
-        (org_id, fund_id),
-    ).fetchall()
-    return [repo._simulation(row) for row in rows]
-
-
 async def _simulations_page(
     page: Page,
     fund: FundRecord,
@@ -812,7 +803,9 @@ async def _simulations_page(
     status: int = 200,
 ) -> Response:
     assert page.identity is not None
-    recent = await db_call(page.request, _recent_simulations, page.identity.org_id, fund.id)
+    recent = await db_call(
+        page.request, repo.list_simulations, page.identity.org_id, fund.id, limit=10
+    )
     return render(
         page,
         "simulations.html",
