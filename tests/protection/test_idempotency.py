@@ -204,3 +204,16 @@ def test_expired_keys_are_claimable_again_and_purged(server: Any, account: Accou
         assert purge_expired(conn) >= 1
         gone = conn.execute("SELECT 1 FROM idempotency_keys WHERE key = %s", (key,)).fetchone()
     assert gone is None
+
+
+def test_creating_routes_document_the_idempotency_key(server: Any) -> None:
+    doc = httpx.get(f"{server.url}/api/v1/openapi.json").json()
+    routes = [
+        ("/api/v1/funds", "post"),
+        ("/api/v1/funds/{fund_id}/publish", "post"),
+        ("/api/v1/funds/{fund_id}/simulations", "post"),
+    ]
+    for path, method in routes:
+        params = doc["paths"][path][method].get("parameters", [])
+        header = [p for p in params if p["name"] == "Idempotency-Key" and p["in"] == "header"]
+        assert header and header[0]["required"] is False, (path, params)

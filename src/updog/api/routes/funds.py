@@ -55,6 +55,19 @@ _SPEC_BODY = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FundSpec"}}},
     }
 }
+#: ``Idempotency-Key`` on the routes that create something (SPEC §6.5, IETF
+#: draft-ietf-httpapi-idempotency-key-header): optional — without it a retried request may
+#: apply twice; with it a retry returns the first response (``Idempotent-Replayed: true``).
+IDEMPOTENCY_KEY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Optional but recommended for retries: a unique key (1..255 characters) "
+    "per intended operation. A retry with the same key and body returns the stored response; "
+    "the same key with another body is 422; a retry while the first is running is 409.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+_IDEMPOTENT = {"parameters": [IDEMPOTENCY_KEY_HEADER]}
 #: Seeds drawn by the server stay below 2**53 so they survive JSON clients using doubles.
 _DRAWN_SEED_BITS = 53
 
@@ -154,9 +167,9 @@ async def _valid_spec(version: FundVersion) -> FundSpec:
     "",
     status_code=201,
     response_model=FundOut,
-    summary="Create a fund from a (possibly incomplete) FundSpec",
+    summary="Create a fund from a (possibly incomplete) FundSpec (Idempotency-Key optional)",
     responses={400: _PROBLEM, 413: _PROBLEM, 415: _PROBLEM, 422: _PROBLEM},
-    openapi_extra=_SPEC_BODY,
+    openapi_extra={**_SPEC_BODY, **_IDEMPOTENT},
 )
 async def create_fund(request: Request, identity: Identity = Analyst) -> Response:
     """Store the body as draft version 1. Draft rules apply: the fields present must have the
@@ -281,8 +294,9 @@ async def replace_draft(request: Request, fund_id: str, identity: Identity = Ana
 @router.post(
     "/{fund_id}/publish",
     response_model=PublishOut,
-    summary="Validate the draft completely and publish it",
+    summary="Validate the draft completely and publish it (Idempotency-Key optional)",
     responses={404: _PROBLEM, 409: _PROBLEM, 412: _PROBLEM, 422: _PROBLEM},
+    openapi_extra=_IDEMPOTENT,
 )
 async def publish_fund(request: Request, fund_id: str, identity: Identity = Analyst) -> Response:
     """Publish the current draft. 422 ``VALIDATION_FAILED`` lists every error with its JSON
@@ -403,7 +417,7 @@ def _simulation_request(data: object) -> SimulationRequest:
     "/{fund_id}/simulations",
     status_code=201,
     response_model=SimulationOut,
-    summary="Run a Monte Carlo simulation of the published version",
+    summary="Run a Monte Carlo simulation of the published version (Idempotency-Key optional)",
     responses={
         202: {"model": SimulationOut, "description": "Queued as a background job."},
         404: _PROBLEM,
@@ -414,7 +428,8 @@ def _simulation_request(data: object) -> SimulationRequest:
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": SimulationRequest.model_json_schema()}},
-        }
+        },
+        **_IDEMPOTENT,
     },
 )
 async def create_simulation(
