@@ -185,6 +185,13 @@ class Settings:
     #: Seconds a ``/readyz`` result is reused (it probes the database; draining is never
     #: cached). Probes every few seconds from several balancers cost one query per second.
     readyz_cache_seconds: float = 1.0
+    #: Seconds a resolved bearer token (token → identity, or "unknown") is remembered in
+    #: process, shared by authentication and the rate-limit identity keys (0 = no cache: every
+    #: request asks the database). Bound: a token revoked or expired elsewhere (``updog tokens
+    #: revoke``, another instance) is refused by this process within this many seconds, and
+    #: so is the token of a disabled user. Unknown tokens are remembered as unknown for as
+    #: long. Saves the database round trip of authentication on most requests.
+    auth_cache_seconds: float = 5.0
     # -- jobs and compute (updog.jobs; SPEC §5.3, §6 practice 12) --------------------------
     #: Seconds a worker's claim on a running job lasts without a heartbeat (heartbeats come
     #: every third of it). A worker that dies loses its job after at most this long; the job
@@ -266,6 +273,7 @@ class Settings:
             "db_slow_query_ms",
             "db_operation_timeout",
             "readyz_cache_seconds",
+            "auth_cache_seconds",
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must be ≥ 0, got {getattr(self, name)}")
@@ -475,6 +483,7 @@ _ENV_NAMES: dict[str, str] = {
     "pg_breaker_half_open_calls": "UPDOG_PG_BREAKER_HALF_OPEN_CALLS",
     "shutdown_grace_period": "UPDOG_SHUTDOWN_GRACE_PERIOD",
     "readyz_cache_seconds": "UPDOG_READYZ_CACHE_SECONDS",
+    "auth_cache_seconds": "UPDOG_AUTH_CACHE_SECONDS",
     "job_lease_seconds": "UPDOG_JOB_LEASE_SECONDS",
     "job_max_attempts": "UPDOG_JOB_MAX_ATTEMPTS",
     "job_poll_interval": "UPDOG_JOB_POLL_INTERVAL",

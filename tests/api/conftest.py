@@ -19,7 +19,12 @@ from updog.settings import Settings
 def live(db: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The app on a free loopback port, over the shared test database."""
     data_dir: Path = tmp_path_factory.mktemp("updog-data")
-    settings = Settings(data_dir=data_dir, sync_runs_limit=20_000, max_body_bytes=1_000_000)
+    settings = Settings(
+        data_dir=data_dir,
+        sync_runs_limit=20_000,
+        max_body_bytes=1_000_000,
+        auth_cache_seconds=0,  # a revoked token is refused at once in these tests
+    )
     yield from serve(settings, db, LogTap())
 
 

@@ -23,7 +23,7 @@ from updog.api.routes.docs import install_docs
 from updog.observability.logging import configure_logging
 from updog.observability.metrics import HttpMetrics
 from updog.protection import csp_reports
-from updog.protection.clients import IdentityKeys
+from updog.protection.clients import IdentityKeys, TokenCache
 from updog.protection.dedupe import SingleFlightMiddleware
 from updog.protection.headers import SecurityHeadersMiddleware
 from updog.protection.idempotency import IdempotencyMiddleware
@@ -76,7 +76,10 @@ def create_app(
     # handlers). SecurityHeaders wraps even ServerErrorMiddleware (see below), so every
     # response — a 500 included — carries them.
     registry = metrics.registry
-    identities = IdentityKeys(database, settings.secret_key)  # one cache for both users
+    # Bearer token → identity, a few seconds (settings.auth_cache_seconds): shared by the
+    # rate-limit keys and authentication, so a request pays at most one lookup, usually none.
+    tokens = TokenCache(settings.auth_cache_seconds)
+    identities = IdentityKeys(database, settings.secret_key, tokens=tokens)  # one cache, 2 users
     throttling: list[Middleware] = []
     shedding: dict[str, Any] = {}
     if settings.throttled:
@@ -120,6 +123,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.token_cache = tokens
     app.state.metrics = metrics
     app.state.pressure = shedding.get("monitor")  # load signals for /readyz (None: off)
     install_resilience(app, database, registry, lifecycle)  # breakers, lifecycle, DB metrics

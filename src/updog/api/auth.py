@@ -4,6 +4,10 @@ Credentials, in order:
 
 1. ``Authorization: Bearer <token>`` — a personal API token, resolved by the store
    (:func:`updog.store.repositories.identity_for_token`; only its SHA-256 is stored).
+   The answer is kept ``settings.auth_cache_seconds`` (default 5 s) in the app's
+   :class:`~updog.protection.clients.TokenCache`, shared with the rate-limit identity keys:
+   a token revoked with ``updog tokens revoke`` (or expired, or whose user is disabled) is
+   refused within that many seconds; 0 turns the cache off (refused at once).
 2. The session cookie :data:`SESSION_COOKIE` set by ``POST /api/v1/auth/login``: the
    session secret signed with ``settings.secret_key`` (``itsdangerous``), resolved by
    :func:`~updog.store.repositories.identity_for_session` (idle 12 h, absolute 7 d, revocable).
@@ -31,6 +35,7 @@ from starlette.requests import Request
 
 from updog.api.deps import db_call, get_settings
 from updog.api.problems import ProblemError
+from updog.protection.clients import TokenCache
 from updog.store import repositories as repo
 from updog.store.repositories import Identity
 
@@ -81,6 +86,15 @@ def unauthenticated(detail: str, *, invalid_token: bool = False) -> ProblemError
     )
 
 
+async def _token_identity(request: Request, token: str) -> Identity | None:
+    """The store's answer for ``token``, through the app's token cache when it has one."""
+    cache: TokenCache | None = getattr(request.app.state, "token_cache", None)
+    if cache is None:
+        return await db_call(request, repo.identity_for_token, token)
+    identity = await cache.lookup(token, lambda: db_call(request, repo.identity_for_token, token))
+    return identity if isinstance(identity, Identity) else None
+
+
 async def authenticate(request: Request) -> Identity:
     """Resolve the caller (cached on ``request.state``); raises 401/403 problems."""
     cached = getattr(request.state, "identity", None)
@@ -95,7 +109,7 @@ async def authenticate(request: Request) -> Identity:
             raise unauthenticated("Use 'Authorization: Bearer <token>'.", invalid_token=True)
         if len(token) > 256 or "\x00" in token:
             raise unauthenticated("The token is invalid.", invalid_token=True)
-        identity = await db_call(request, repo.identity_for_token, token)
+        identity = await _token_identity(request, token)
         if identity is None:
             raise unauthenticated("The token is unknown, revoked or expired.", invalid_token=True)
     else:

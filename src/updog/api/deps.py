@@ -30,11 +30,14 @@ async def db_call(request: Request, fn: Callable[..., T], *args: Any, **kwargs: 
 
     The connection context commits when ``fn`` returns and rolls back when it raises
     (psycopg's ``with conn:`` semantics, as the store's ``Database.connection()`` provides).
+    A ``fn`` marked :func:`~updog.store.repositories.single_statement` runs in autocommit
+    instead (one statement is its own transaction): no ``BEGIN``/``COMMIT`` round trips.
     """
     database = get_database(request)
+    autocommit = bool(getattr(fn, "single_statement", False))
 
     def work() -> T:
-        with database.connection() as conn:
+        with database.connection(autocommit=autocommit) as conn:
             return fn(conn, *args, **kwargs)
 
     return await run_in_threadpool(work)

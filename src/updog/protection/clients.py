@@ -5,9 +5,14 @@ dependencies run. :class:`IdentityKeys` resolves the credential the same way
 :func:`updog.api.auth.authenticate` does (bearer token, else signed session cookie) to the
 user's id, with a small in-process TTL cache so a hot client costs one database lookup per
 :data:`CACHE_TTL` seconds. It never *authorises* anything: the route still authenticates
-(revocation is honoured there at once; here it only changes which bucket a request is
-counted in, for at most :data:`CACHE_TTL` seconds). An unknown or malformed credential is
-treated as anonymous, so sending random tokens does not buy fresh rate-limit buckets.
+(here a revoked credential only changes which bucket a request is counted in, for at most
+:data:`CACHE_TTL` seconds). An unknown or malformed credential is treated as anonymous, so
+sending random tokens does not buy fresh rate-limit buckets.
+
+Bearer tokens go through a :class:`TokenCache` shared with
+:func:`updog.api.auth.authenticate` when the app provides one (``settings.auth_cache_seconds``,
+a few seconds): one database lookup per token and TTL serves both the rate-limit key and the
+authentication of the request, and a token revoked elsewhere is refused within that TTL.
 
 The client address is the socket peer, unless the peer is a configured trusted proxy: then
 the right-most address of ``X-Forwarded-For`` that is not itself a trusted proxy (the left
@@ -20,11 +25,13 @@ knows it, and Starlette's ``ProxyHeadersMiddleware`` rewrites the scope for ever
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -96,11 +103,92 @@ def forwarded_https(scope: Scope, trusted: Sequence[Network]) -> bool:
     return False
 
 
+class TokenCache:
+    """Bearer token → identity (or None: unknown, revoked, expired, user disabled), kept
+    ``ttl`` seconds in process; thread-safe, LRU-bounded to ``size`` tokens.
+
+    Only the SHA-256 of a token is kept as the key. ``ttl`` 0 disables the cache (every
+    lookup misses). The bound it puts on revocation: a token revoked (``updog tokens revoke``,
+    another process) or expired, or whose user is disabled, is refused by this process at most
+    ``ttl`` seconds later — an entry is never served past its deadline, nor refreshed by use.
+    """
+
+    def __init__(self, ttl: float, *, size: int = CACHE_SIZE, clock: Any = time.monotonic) -> None:
+        if ttl < 0 or size < 1:
+            raise ValueError("ttl must be ≥ 0 and size ≥ 1")
+        self.ttl = ttl
+        self.size = size
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._inflight: dict[str, asyncio.Task[Any]] = {}
+
+    @staticmethod
+    def _key(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def get(self, token: str) -> tuple[bool, Any]:
+        """``(True, identity_or_None)`` for a live entry, else ``(False, None)``."""
+        if self.ttl <= 0:
+            return False, None
+        key = self._key(token)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                return False, None
+            if hit[0] <= self.clock():
+                del self._entries[key]
+                return False, None
+            self._entries.move_to_end(key)
+            return True, hit[1]
+
+    def put(self, token: str, identity: Any) -> None:
+        """Remember what the store said about ``token`` (an identity, or None)."""
+        if self.ttl <= 0:
+            return
+        key = self._key(token)
+        with self._lock:
+            self._entries[key] = (self.clock() + self.ttl, identity)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    async def lookup(self, token: str, load: Callable[[], Awaitable[Any]]) -> Any:
+        """The cached answer for ``token``, else ``await load()`` (remembered when it does not
+        raise). Concurrent misses for one token share a single ``load`` (event-loop side
+        only), so a burst from a new client costs one database round trip, not one each."""
+        hit, value = self.get(token)
+        if hit:
+            return value
+        key = self._key(token)
+        task = self._inflight.get(key)
+        if task is None:
+
+            async def run() -> Any:
+                try:
+                    value = await load()
+                    self.put(token, value)
+                    return value
+                finally:
+                    self._inflight.pop(key, None)
+
+            task = asyncio.ensure_future(run())
+            self._inflight[key] = task
+        return await asyncio.shield(task)  # one waiter cancelled does not cancel the others
+
+    def clear(self) -> None:
+        """Forget every token (e.g. after revoking tokens through this process)."""
+        with self._lock:
+            self._entries.clear()
+
+
 class IdentityKeys:
     """Map a request's credential to a stable key: ``user:<uuid>`` or ``None`` (anonymous).
 
     ``database`` is the store's ``Database``; ``secret_key`` signs session cookies.
-    ``clock`` is injectable for tests.
+    ``tokens``: the app's :class:`TokenCache`, shared with authentication (bearer tokens are
+    then resolved through it rather than this object's own cache). ``clock`` is injectable
+    for tests.
     """
 
     def __init__(
@@ -111,9 +199,11 @@ class IdentityKeys:
         ttl: float = CACHE_TTL,
         size: int = CACHE_SIZE,
         clock: Any = time.monotonic,
+        tokens: TokenCache | None = None,
     ) -> None:
         if ttl <= 0 or size < 1:
             raise ValueError("ttl must be > 0 and size ≥ 1")
+        self.tokens = tokens
         self.database = database
         self.secret_key = secret_key
         self.ttl = ttl
@@ -142,6 +232,15 @@ class IdentityKeys:
         cred = self.credential(scope)
         if cred is None:
             return None
+        if cred[0] == "token" and self.tokens is not None:
+            token = cred[1]
+            try:
+                identity = await self.tokens.lookup(
+                    token, lambda: run_in_threadpool(self._token_identity, token)
+                )
+            except Exception:
+                return None  # the database is the route's problem; anonymous here
+            return None if identity is None else f"user:{identity.user_id}"
         digest = hashlib.sha256(f"{cred[0]}:{cred[1]}".encode()).hexdigest()
         now = self.clock()
         hit = self._cache.get(digest)
@@ -157,6 +256,12 @@ class IdentityKeys:
         while len(self._cache) > self.size:
             self._cache.popitem(last=False)
         return resolved
+
+    def _token_identity(self, token: str) -> Any:
+        from updog.store import repositories as repo
+
+        with self.database.connection(autocommit=True) as conn:  # one statement
+            return repo.identity_for_token(conn, token)
 
     def _resolve(self, kind: str, value: str) -> str | None:
         from updog.api.auth import unsign_session

@@ -21,11 +21,25 @@ A request with the header, made by an authenticated identity, goes through three
    seconds; no row lock or open transaction is held meanwhile), with the full body handed
    on in one ``http.request`` message however many messages it arrived in.
 
-3. **Complete** — one transaction stores the response (status, the headers a replay needs,
-   body) and marks the row ``completed``; only then is the response sent, so the first
-   answer and every replay are identical. Responses that mean "nothing was done" —
-   5xx, 401, 403, 408, 425, 429 — release the key instead (the row is deleted), so the
-   client can retry with the same key; so does an exception or a cancelled request.
+3. **Complete** — the response (status, the headers a replay needs, body) is stored and the
+   row marked ``completed`` *in the same transaction as the route's effect* (Stripe's
+   atomic phases): the effect and the stored response commit together or not at all.
+   Only then is the response sent, so the first answer and every replay are identical.
+
+   The routes that create resources cooperate: ``POST /funds`` (the fund),
+   ``POST /funds/{id}/publish`` (the published version) and ``POST /funds/{id}/simulations``
+   (the stored result of a synchronous run; the queued simulation and its job of a 202) run
+   their final write through :func:`commit_with_response`, which finds the claim the
+   middleware left in ``scope["state"]`` (:data:`STATE_KEY`) and calls :func:`complete_in`
+   on the route's own connection, with the same header selection as below. The middleware
+   sees the claim completed and skips its own completion. Every other POST/PATCH route —
+   and an error answer of the cooperating ones, which has no effect — is completed by the
+   middleware in a transaction of its own after the route returns.
+
+   Responses that mean "nothing was done" — 5xx, 401, 403, 408, 425, 429 — release the key
+   instead (the row is deleted), so the client can retry with the same key; so does an
+   exception or a cancelled request (if the route's transaction fails, its effect and its
+   stored response roll back together and the key is released).
 
 Scope = identity (``user:<uuid>``) + method + concrete path + key. Anonymous requests are
 passed through untouched (there is no identity to scope by, and the one anonymous POST,
@@ -34,10 +48,14 @@ optionally as an RFC 8941 string (``"…"``); anything else → 400 ``IDEMPOTENC
 Records expire after ``ttl`` seconds (24 h): an expired key is claimable again, and
 :func:`purge_expired` deletes them (run it from a periodic job).
 
-Limitation, stated: the route's effect commits in the route's own transaction, a moment
-*before* phase 3. A process crash in that moment leaves the key ``in_progress``: retries
-get 409 until the key expires — never a second effect (Stripe resumes from "recovery
-points" here, which needs each route to record its progress in the key's transaction).
+For the routes that complete the key in their own transaction, a crash can no longer
+leave their effect committed behind a key still ``in_progress`` — with one stated
+exception: a synchronous simulation records itself as ``running`` (its own short
+transaction, so it is visible while it computes) before the result and the response commit
+together; a crash while computing leaves that ``running`` row and the key ``in_progress``
+until it expires. For the other routes the effect commits a
+moment before the middleware's completion; a crash in that moment leaves the key
+``in_progress`` (retries get 409 until it expires) — never a second effect.
 
 Why our own code: the maintained ASGI packages (``asgi-idempotency-header``,
 ``fastapi-idempotency``) keep records in memory or Redis, answer a concurrent duplicate by
@@ -49,12 +67,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from prometheus_client import CollectorRegistry, Counter
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from updog.api.problems import send_problem
@@ -71,6 +92,77 @@ _log = get_logger("updog.idempotency")
 _NOT_STORED = frozenset(
     {b"x-request-id", b"date", b"server", b"set-cookie", b"ratelimit", b"ratelimit-policy"}
 )
+
+
+#: Key of the current request's :class:`Claim` in ``scope["state"]`` (``request.state``).
+STATE_KEY = "idempotency"
+
+
+@dataclass
+class Claim:
+    """The key this request owns: its row, and whether the route already completed it."""
+
+    id: Any
+    completed: bool = False
+
+
+def _stored_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[list[str]]:
+    """The response headers a replay needs (the same selection on every path)."""
+    return [
+        [k.decode("latin-1"), v.decode("latin-1")]
+        for k, v in headers
+        if k.lower() not in _NOT_STORED
+    ]
+
+
+def _store(conn: Any, row_id: Any, status: int, headers: list[list[str]], body: bytes) -> None:
+    conn.execute(
+        "UPDATE idempotency_keys SET status = 'completed', response_status = %s, "
+        "response_headers = %s::jsonb, response_body = %s, completed_at = now(), "
+        "locked_at = NULL WHERE id = %s AND status = 'in_progress'",
+        (status, json.dumps(headers), body, row_id),
+    )
+
+
+def claim_of(request: Request) -> Claim | None:
+    """The claim the middleware made for this request, or None (no key, anonymous…)."""
+    state = request.scope.get("state")
+    claim = state.get(STATE_KEY) if isinstance(state, dict) else None
+    return claim if isinstance(claim, Claim) else None
+
+
+def complete_in(conn: Any, claim: Claim, response: Response) -> None:
+    """Store ``response`` as the answer of ``claim`` on ``conn`` — inside the caller's
+    transaction, so it commits (or rolls back) with the caller's effect. The caller marks
+    ``claim.completed`` once that transaction has committed (:func:`commit_with_response`
+    does both)."""
+    _store(
+        conn, claim.id, response.status_code, _stored_headers(response.raw_headers), response.body
+    )
+
+
+async def commit_with_response(
+    request: Request, work: Callable[[Any], Response], *, single_statement: bool = False
+) -> Response:
+    """Run ``work(conn)`` — the route's effect, returning its response — in one transaction
+    in a worker thread, and, when the request holds an idempotency claim, store that
+    response in the same transaction. Without a claim this is a plain transaction — or, when
+    ``work`` makes a single statement (``single_statement=True``), no explicit transaction
+    at all: one statement is atomic on its own, and BEGIN/COMMIT would cost two round trips."""
+    database = request.app.state.database
+    claim = claim_of(request)
+    autocommit = single_statement and claim is None
+
+    def run() -> Response:
+        with database.connection(autocommit=autocommit) as conn:
+            response = work(conn)
+            if claim is not None:
+                complete_in(conn, claim, response)
+        if claim is not None:  # committed: the middleware must not store or release it
+            claim.completed = True
+        return response
+
+    return await run_in_threadpool(run)
 
 
 def parse_key(raw: str) -> str | None:
@@ -211,6 +303,8 @@ class IdempotencyMiddleware:
             return
 
         row_id = claim["id"]
+        owned = Claim(row_id)
+        scope.setdefault("state", {})[STATE_KEY] = owned
         replayed = False
 
         async def replay_receive() -> Message:
@@ -233,9 +327,16 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_receive, capture)
         except BaseException:
-            await asyncio.shield(run_in_threadpool(self._release, row_id))
-            self._count("released")
+            if not owned.completed:
+                await asyncio.shield(run_in_threadpool(self._release, row_id))
+                self._count("released")
             raise
+        if owned.completed:  # stored by the route, in the transaction of its effect
+            self._count("executed")
+            if start is not None:
+                await send(start)
+                await send({"type": "http.response.body", "body": b"".join(parts)})
+            return
         if start is None:  # the app sent nothing: treat as not done
             await asyncio.shield(run_in_threadpool(self._release, row_id))
             self._count("released")
@@ -247,11 +348,7 @@ class IdempotencyMiddleware:
             await asyncio.shield(run_in_threadpool(self._release, row_id))
             self._count("released")
         else:
-            stored = [
-                [k.decode("latin-1"), v.decode("latin-1")]
-                for k, v in headers
-                if k.lower() not in _NOT_STORED
-            ]
+            stored = _stored_headers(headers)
             try:
                 await asyncio.shield(
                     run_in_threadpool(self._complete, row_id, status, stored, payload)
@@ -330,12 +427,7 @@ class IdempotencyMiddleware:
 
     def _complete(self, row_id: Any, status: int, headers: list[list[str]], body: bytes) -> None:
         with self.database.connection() as conn:
-            conn.execute(
-                "UPDATE idempotency_keys SET status = 'completed', response_status = %s, "
-                "response_headers = %s::jsonb, response_body = %s, completed_at = now(), "
-                "locked_at = NULL WHERE id = %s",
-                (status, json.dumps(headers), body, row_id),
-            )
+            _store(conn, row_id, status, headers, body)
 
     def _release(self, row_id: Any) -> None:
         with self.database.connection() as conn:

@@ -7,6 +7,11 @@ returns a :class:`Database`. Code that uses the database takes a connection::
     with database.connection() as conn:       # one transaction: commit on success,
         fund = repositories.get_fund(conn, …)  # rollback on an exception
 
+``database.connection(autocommit=True)`` lends the connection in autocommit instead: no
+``BEGIN``/``COMMIT`` round trips, each statement its own transaction — for single-statement
+calls (:func:`updog.store.repositories.single_statement`); the pool turns autocommit off
+again when the connection comes back.
+
 Rows come back as ``dict`` (``psycopg.rows.dict_row``).
 
 Resilience (SPEC §6 practices 2 and 7): every ``connection()`` block is a call through the
@@ -156,6 +161,7 @@ class Database:
             max_lifetime=max_lifetime,
             max_idle=max_idle,
             name=name,
+            reset=_reset_autocommit,
             open=True,
         )
         self.telemetry.pool = self.pool
@@ -197,7 +203,7 @@ class Database:
 
     @contextmanager
     def connection(
-        self, timeout: float | None = None, *, guarded: bool = True
+        self, timeout: float | None = None, *, guarded: bool = True, autocommit: bool = False
     ) -> Iterator[Connection]:
         """Borrow a connection for one transaction: committed when the block ends normally,
         rolled back when it raises. ``timeout`` overrides the pool's wait (seconds).
@@ -208,6 +214,8 @@ class Database:
         :class:`DatabaseTimeoutError` when the block outlives ``operation_timeout`` — all
         ``psycopg.OperationalError``. ``guarded=False`` bypasses the breaker (the readiness
         probe, which must see the database itself, not the breaker's opinion of it).
+        ``autocommit=True``: no transaction around the block (each statement commits on its
+        own; saves the ``BEGIN`` and ``COMMIT`` round trips of a single-statement call).
         """
         breaker = self.breaker if guarded else None
         permit = None
@@ -218,6 +226,8 @@ class Database:
                 raise DatabaseCircuitOpenError(exc.breaker, exc.state, exc.remaining_wait) from None
         try:
             with self._borrow(timeout) as conn:
+                if autocommit:
+                    conn.autocommit = True  # local: no round trip (the connection is idle)
                 yield conn
         except Exception as exc:
             if breaker is not None and permit is not None:
@@ -304,6 +314,13 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _reset_autocommit(conn: Connection) -> None:
+    """Pool reset hook: a connection lent in autocommit goes back transactional (no round
+    trip; if it raises, the pool discards the connection)."""
+    if conn.autocommit:
+        conn.autocommit = False
 
 
 def resolve_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:

@@ -290,6 +290,16 @@ def _one(conn: Connection, query: str, params: Mapping[str, Any] | tuple[Any, ..
     return conn.execute(query, params).fetchone()
 
 
+def single_statement(fn: Any) -> Any:
+    """Mark a store function that sends exactly one statement (or none) and needs no
+    transaction around it: :func:`updog.api.deps.db_call` runs it in autocommit, sparing the
+    ``BEGIN`` and ``COMMIT`` round trips. A single statement is atomic on its own, and reads
+    one snapshot. Only for functions that stay correct when the caller's connection is in
+    autocommit; inside a caller's transaction they behave as before."""
+    fn.single_statement = True
+    return fn
+
+
 def _record(cls: type[Any], row: Mapping[str, Any]) -> Any:
     return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
@@ -459,25 +469,28 @@ def create_token(conn: Connection, user_id: uuid.UUID, name: str = "") -> tuple[
 def identity_for_token(conn: Connection, plaintext: str) -> Identity | None:
     """Who a bearer token belongs to, or None (unknown, revoked, expired, user disabled).
 
-    Records the use in ``last_used_at`` (at most once a minute per token).
+    Records the use in ``last_used_at`` (at most once a minute per token), in the same
+    statement as the lookup: one round trip, atomic on its own (safe in autocommit).
     """
     if not _TOKEN_RE.match(plaintext):
         return None
     row = _one(
         conn,
-        "SELECT t.id AS token_id, u.id AS user_id, u.org_id, u.role, u.email "
-        "FROM api_tokens t JOIN users u ON u.id = t.user_id "
-        "WHERE t.token_hash = %s AND t.revoked_at IS NULL "
-        "AND (t.expires_at IS NULL OR t.expires_at > now()) AND u.disabled_at IS NULL",
+        "WITH hit AS ("
+        " SELECT t.id AS token_id, u.id AS user_id, u.org_id, u.role, u.email"
+        " FROM api_tokens t JOIN users u ON u.id = t.user_id"
+        " WHERE t.token_hash = %s AND t.revoked_at IS NULL"
+        " AND (t.expires_at IS NULL OR t.expires_at > now()) AND u.disabled_at IS NULL"
+        "), touched AS ("
+        " UPDATE api_tokens SET last_used_at = now()"
+        " WHERE id IN (SELECT token_id FROM hit)"
+        " AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"
+        " RETURNING id"
+        ") SELECT * FROM hit",
         (_sha256(plaintext),),
     )
     if row is None:
         return None
-    conn.execute(
-        "UPDATE api_tokens SET last_used_at = now() WHERE id = %s "
-        "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-        (row["token_id"],),
-    )
     return Identity(
         user_id=row["user_id"],
         org_id=row["org_id"],
@@ -485,6 +498,9 @@ def identity_for_token(conn: Connection, plaintext: str) -> Identity | None:
         email=row["email"],
         token_id=row["token_id"],
     )
+
+
+single_statement(identity_for_token)
 
 
 def list_tokens(conn: Connection, user_id: uuid.UUID) -> list[TokenRecord]:
@@ -613,25 +629,32 @@ def create_fund(
     """
     spec = dict(spec_json)
     digest = spec_hash(spec)
-    fund = _one(
+    # One statement (both rows or neither, even in autocommit), one round trip; the fund is
+    # built from the two RETURNING rows, as _FUND_SELECT would read it back.
+    row = _one(
         conn,
-        "INSERT INTO funds (org_id, created_by, name) VALUES (%s, %s, %s) RETURNING id",
-        (org_id, user_id, _fund_name(name)),
+        "WITH f AS ("
+        " INSERT INTO funds (org_id, created_by, name) VALUES (%s, %s, %s) RETURNING *"
+        "), v AS ("
+        " INSERT INTO fund_versions (fund_id, version, kind, spec, spec_hash, created_by)"
+        " SELECT f.id, 1, 'draft', %s, %s, %s FROM f RETURNING spec, spec_hash"
+        ") SELECT f.id, f.org_id, f.name, f.draft_version, f.published_version, f.created_by,"
+        " f.created_at, f.updated_at, v.spec, v.spec_hash FROM f, v",
+        (org_id, user_id, _fund_name(name), Jsonb(spec), digest, user_id),
     )
-    conn.execute(
-        "INSERT INTO fund_versions (fund_id, version, kind, spec, spec_hash, created_by) "
-        "VALUES (%s, 1, 'draft', %s, %s, %s)",
-        (fund["id"], Jsonb(spec), digest, user_id),
-    )
-    record = get_fund(conn, org_id, fund["id"])
-    assert record is not None
-    return record
+    return _fund(row)
+
+
+single_statement(create_fund)
 
 
 def get_fund(conn: Connection, org_id: uuid.UUID, fund_id: uuid.UUID) -> FundRecord | None:
     """The fund with its current draft, or None when missing or another organisation's."""
     row = _one(conn, _FUND_SELECT + "WHERE f.id = %s AND f.org_id = %s", (fund_id, org_id))
     return None if row is None else _fund(row)
+
+
+single_statement(get_fund)
 
 
 def _encode_cursor(created_at: datetime, fund_id: uuid.UUID) -> str:
@@ -679,6 +702,9 @@ def list_funds(
     items = [_fund(r) for r in rows[:limit]]
     next_cursor = _encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
     return FundPage(items=items, next_cursor=next_cursor)
+
+
+single_statement(list_funds)
 
 
 def _lock_fund(conn: Connection, org_id: uuid.UUID, fund_id: uuid.UUID) -> Mapping[str, Any]:

@@ -42,6 +42,7 @@ from updog.api.schemas import (
 )
 from updog.model.faults import FaultPlan
 from updog.model.spec import FundSpec, validate_draft, validate_publish
+from updog.protection.idempotency import commit_with_response
 from updog.store import repositories as repo
 from updog.store.repositories import FundRecord, FundVersion, Identity
 
@@ -178,17 +179,21 @@ async def create_fund(request: Request, identity: Identity = Analyst) -> Respons
     issues = await run_in_threadpool(validate_draft, body)
     if issues:
         raise _issues_error(issues, f"The draft has {len(issues)} error(s); see errors[].")
-    try:
-        fund = await db_call(
-            request, repo.create_fund, identity.org_id, identity.user_id, _spec_name(body), body
+    name = _spec_name(body)
+
+    def create(conn: Any) -> Response:  # the fund and the idempotency record: one commit
+        fund = repo.create_fund(conn, identity.org_id, identity.user_id, name, body)
+        return JSONResponse(
+            fund_json(fund),
+            status_code=201,
+            headers={"Location": fund_url(request, fund.id), "ETag": fund.etag},
         )
+
+    try:
+        # repo.create_fund is one INSERT … RETURNING statement (both rows).
+        return await commit_with_response(request, create, single_statement=True)
     except ValueError as exc:  # the store's own checks (name length, JSON object)
         raise ProblemError(422, "VALIDATION_FAILED", str(exc)) from None
-    return JSONResponse(
-        fund_json(fund),
-        status_code=201,
-        headers={"Location": fund_url(request, fund.id), "ETag": fund.etag},
-    )
 
 
 @router.get("", response_model=FundList, summary="List the organisation's funds, newest first")
@@ -320,29 +325,28 @@ async def publish_fund(request: Request, fund_id: str, identity: Identity = Anal
             errors,
             f"The fund cannot be published: {len(errors)} error(s); see errors[].",
         )
-    try:
-        published = await db_call(
-            request,
-            repo.publish,
-            identity.org_id,
-            fid,
-            fund.draft_version,
-            user_id=identity.user_id,
+
+    def publish(conn: Any) -> Response:  # the publication and the idempotency record
+        published = repo.publish(
+            conn, identity.org_id, fid, fund.draft_version, user_id=identity.user_id
         )
+        body = PublishOut(
+            id=str(published.id),
+            version=published.draft_version,
+            published_version=published.published_version or published.draft_version,
+            etag=published.etag,
+            warnings=[Issue.model_validate(w) for w in warnings],
+        ).model_dump(mode="json")
+        return JSONResponse(body, headers={"ETag": published.etag})
+
+    try:
+        return await commit_with_response(request, publish)
     except repo.StaleVersion:
         raise ProblemError(
             409, "DRAFT_CHANGED", "The draft changed while publishing; review it and retry."
         ) from None
     except repo.NotFound:
         raise not_found("fund", fid) from None
-    body = PublishOut(
-        id=str(published.id),
-        version=published.draft_version,
-        published_version=published.published_version or published.draft_version,
-        etag=published.etag,
-        warnings=[Issue.model_validate(w) for w in warnings],
-    ).model_dump(mode="json")
-    return JSONResponse(body, headers={"ETag": published.etag})
 
 
 @router.get(
@@ -485,10 +489,14 @@ async def create_simulation(
             {"code": "ENGINE_ERROR", "message": type(exc).__name__},
         )
         raise
-    done = await db_call(request, repo.complete_simulation, identity.org_id, record.id, result)
     root: str = request.scope.get("root_path", "")
-    return JSONResponse(
-        simulation_body(done),
-        status_code=201,
-        headers={"Location": f"{root}{API_PREFIX}/simulations/{done.id}"},
-    )
+
+    def complete(conn: Any) -> Response:  # the stored result and the idempotency record
+        done = repo.complete_simulation(conn, identity.org_id, record.id, result)
+        return JSONResponse(
+            simulation_body(done),
+            status_code=201,
+            headers={"Location": f"{root}{API_PREFIX}/simulations/{done.id}"},
+        )
+
+    return await commit_with_response(request, complete)

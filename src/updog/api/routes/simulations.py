@@ -4,6 +4,8 @@ its cancellation (``DELETE``, for background jobs) and its progress as server-se
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -18,6 +20,7 @@ from updog.api.routes.funds import not_found, parse_id
 from updog.api.schemas import Problem, SimulationOut
 from updog.jobs import queue
 from updog.jobs.events import shutdown_flag, simulation_events
+from updog.protection.idempotency import commit_with_response
 from updog.store import repositories as repo
 from updog.store.repositories import FundVersion, Identity
 
@@ -59,29 +62,32 @@ async def submit_job(
     synchronous limit). The job computes from a snapshot of the spec, so a retry computes
     the same thing."""
     settings = get_settings(request)
-    sim, _job = await db_call(
-        request,
-        queue.submit_simulation,
-        identity.org_id,
-        fund_version,
-        spec=fund_version.spec,
-        runs=runs,
-        seed=seed,
-        engine_version=ENGINE_VERSION,
-        max_attempts=settings.job_max_attempts,
-        user_id=identity.user_id,
-        params={
-            "version": fund_version.version,
-            "kind": fund_version.kind,
-            "seed_drawn": seed_drawn,
-        },
-    )
     root: str = request.scope.get("root_path", "")
-    return JSONResponse(
-        simulation_body(sim),
-        status_code=202,
-        headers={"Location": f"{root}{API_PREFIX}/simulations/{sim.id}"},
-    )
+
+    def submit(conn: Any) -> Response:  # the job and the idempotency record: one commit
+        sim, _job = queue.submit_simulation(
+            conn,
+            identity.org_id,
+            fund_version,
+            spec=fund_version.spec,
+            runs=runs,
+            seed=seed,
+            engine_version=ENGINE_VERSION,
+            max_attempts=settings.job_max_attempts,
+            user_id=identity.user_id,
+            params={
+                "version": fund_version.version,
+                "kind": fund_version.kind,
+                "seed_drawn": seed_drawn,
+            },
+        )
+        return JSONResponse(
+            simulation_body(sim),
+            status_code=202,
+            headers={"Location": f"{root}{API_PREFIX}/simulations/{sim.id}"},
+        )
+
+    return await commit_with_response(request, submit)
 
 
 @router.delete(
