@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -18,11 +16,9 @@ from web_support import CHROMIUM, launch
 
 from api.api_support import LiveServer, LogTap, serve
 from updog.settings import Settings
-from updog.store import repositories as repo
 
 #: Runs above this become background jobs in these tests (so the progress bar shows).
 SYNC_LIMIT = 5_000
-PASSWORD = "correct horse battery staple"
 
 
 def _unavailable(reason: str) -> None:
@@ -68,28 +64,3 @@ def web(db: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
     finally:
         stop.set()
         thread.join(30)
-
-
-@dataclass
-class WebUser:
-    email: str
-    password: str
-    org_id: uuid.UUID
-    user_id: uuid.UUID
-
-
-def create_user(
-    database: Any, email: str, role: str = "analyst", org: str = "Example Ventures"
-) -> WebUser:
-    with database.connection() as conn:
-        organisation = repo.get_or_create_organisation(conn, org)
-        user = repo.create_user(conn, organisation.id, email, PASSWORD, role)  # type: ignore[arg-type]
-    return WebUser(email, PASSWORD, organisation.id, user.id)
-
-
-def sign_in(page: Any, base_url: str, user: WebUser) -> None:
-    page.goto(f"{base_url}/sign-in")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(user.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base_url}/funds")

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
-from web_support import CspWatch
+from web_support import CspWatch, create_user
 
-from conftest import create_user
 from updog.store import repositories as repo
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_support import WIDTHS, CspWatch, check_axe, check_screenshot
+from web_support import WIDTHS, CspWatch, check_axe, check_screenshot, create_user, sign_in
 
-from conftest import create_user, sign_in
 from updog.model.spec import validate_publish
 from updog.store import repositories as repo
 

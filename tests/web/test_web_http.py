@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from web_support import PASSWORD, create_user
 
-from conftest import PASSWORD, create_user
 from updog.web import forms
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from updog.store import repositories as repo
 
 HERE = Path(__file__).resolve().parent
 BASELINES = HERE / "baselines"
@@ -159,3 +163,31 @@ class CspWatch:
         text = message.text
         if "Content Security Policy" in text or "Content-Security-Policy" in text:
             self.messages.append(text)
+
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class WebUser:
+    email: str
+    password: str
+    org_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+def create_user(
+    database: Any, email: str, role: str = "analyst", org: str = "Example Ventures"
+) -> WebUser:
+    with database.connection() as conn:
+        organisation = repo.get_or_create_organisation(conn, org)
+        user = repo.create_user(conn, organisation.id, email, PASSWORD, role)  # type: ignore[arg-type]
+    return WebUser(email, PASSWORD, organisation.id, user.id)
+
+
+def sign_in(page: Any, base_url: str, user: WebUser) -> None:
+    page.goto(f"{base_url}/sign-in")
+    page.get_by_label("Email").fill(user.email)
+    page.get_by_label("Password").fill(user.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base_url}/funds")

@@ -66,3 +66,67 @@ def simulation_body(sim: SimulationRecord) -> dict[str, Any]:
         "created_at": sim.created_at.isoformat(),
         "finished_at": sim.finished_at.isoformat() if sim.finished_at else None,
     }
+
+
+def fault_plan(request: Any) -> Any:
+    """The engine fault plan of ``UPDOG_FAULTS`` (guard tests only; None in production)."""
+    from updog.api.deps import get_settings
+    from updog.model.faults import FaultPlan
+
+    text = get_settings(request).faults
+    return FaultPlan.parse(text) if text else None
+
+
+async def compute_simulation(
+    request: Any,
+    identity: Any,
+    fund_version: Any,
+    spec: Any,
+    *,
+    runs: int,
+    seed: int,
+    seed_drawn: bool,
+) -> tuple[SimulationRecord, dict[str, Any]]:
+    """The synchronous simulation path shared by the API and the web pages: record the
+    simulation as ``running`` (with its provenance), compute it in a worker thread (never
+    on the event loop; with ``UPDOG_FAULTS`` when set) and return the record and the
+    JSON-safe result for the caller to complete. On an engine error the record is marked
+    failed and the error propagates (guard failures become 422 ``ENGINE_GUARD_FAILED``)."""
+    from starlette.concurrency import run_in_threadpool
+
+    from updog import ENGINE_VERSION
+    from updog.api.deps import db_call
+    from updog.simulation import simulate
+    from updog.store import repositories as repo
+
+    record = await db_call(
+        request,
+        repo.create_simulation,
+        identity.org_id,
+        fund_version,
+        runs=runs,
+        seed=seed,
+        engine_version=ENGINE_VERSION,
+        user_id=identity.user_id,
+        params={
+            "version": fund_version.version,
+            "kind": fund_version.kind,
+            "seed_drawn": seed_drawn,
+        },
+        status="running",
+    )
+    faults = fault_plan(request)
+    try:
+        result = await run_in_threadpool(
+            lambda: checked_json(simulate(spec, runs, seed, faults=faults).to_dict())
+        )
+    except Exception as exc:
+        await db_call(
+            request,
+            repo.fail_simulation,
+            identity.org_id,
+            record.id,
+            {"code": getattr(exc, "code", "ENGINE_ERROR"), "message": type(exc).__name__},
+        )
+        raise
+    return record, result

@@ -44,7 +44,7 @@ from updog.api.auth import (
     unsign_session,
 )
 from updog.api.deps import db_call, get_settings
-from updog.api.results import checked_json
+from updog.api.results import checked_json, compute_simulation
 from updog.api.routes.auth import SESSION_LIFETIME
 from updog.api.schemas import SimulationRequest
 from updog.model.spec import validate_publish
@@ -859,7 +859,6 @@ def _run_request(form: dict[str, str]) -> tuple[SimulationRequest | None, dict[s
 @router.post("/funds/{fund_id}/simulations")
 async def run_simulation(request: Request, fund_id: str) -> Response:
     from updog.jobs import queue
-    from updog.simulation import simulate
 
     checked = await _writer(request)
     if isinstance(checked, Response):
@@ -913,30 +912,9 @@ async def run_simulation(request: Request, fund_id: str) -> Response:
             params=meta,
         )
         return RedirectResponse(f"/simulations/{sim.id}", status_code=303)
-    record = await db_call(
-        request,
-        repo.create_simulation,
-        identity.org_id,
-        fv,
-        runs=params.runs,
-        seed=seed,
-        engine_version=ENGINE_VERSION,
-        user_id=identity.user_id,
-        params=meta,
-        status="running",
+    record, result = await compute_simulation(
+        request, identity, fv, spec, runs=params.runs, seed=seed, seed_drawn=params.seed is None
     )
-    runs = params.runs
-    try:
-        result = await run_in_threadpool(lambda: checked_json(simulate(spec, runs, seed).to_dict()))
-    except Exception as exc:
-        await db_call(
-            request,
-            repo.fail_simulation,
-            identity.org_id,
-            record.id,
-            {"code": "ENGINE_ERROR", "message": type(exc).__name__},
-        )
-        raise
     done = await db_call(request, repo.complete_simulation, identity.org_id, record.id, result)
     return RedirectResponse(f"/simulations/{done.id}", status_code=303)
 

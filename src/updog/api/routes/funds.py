@@ -27,7 +27,7 @@ from updog.api.auth import Analyst, Viewer
 from updog.api.deps import db_call, get_settings
 from updog.api.jsonbody import read_json
 from updog.api.problems import FieldError, ProblemError, pydantic_field_errors
-from updog.api.results import checked_json, simulation_body
+from updog.api.results import checked_json, compute_simulation, fault_plan, simulation_body
 from updog.api.routes import API_PREFIX
 from updog.api.schemas import (
     MAX_SEED,
@@ -40,7 +40,6 @@ from updog.api.schemas import (
     SimulationOut,
     SimulationRequest,
 )
-from updog.model.faults import FaultPlan
 from updog.model.spec import FundSpec, validate_draft, validate_publish
 from updog.protection.idempotency import commit_with_response
 from updog.store import repositories as repo
@@ -375,7 +374,7 @@ async def get_forecast(
     cached = stored is not None
     if stored is None:
         spec = await _valid_spec(fv)
-        faults = _fault_plan(request)
+        faults = fault_plan(request)
         result = await run_in_threadpool(
             lambda: checked_json(run_forecast(spec, faults=faults).to_dict())
         )
@@ -397,12 +396,6 @@ async def get_forecast(
         "result": stored.result,
     }
     return JSONResponse(body)
-
-
-def _fault_plan(request: Request) -> FaultPlan | None:
-    """The engine fault plan of ``UPDOG_FAULTS`` (guard tests only; None in production)."""
-    text = get_settings(request).faults
-    return FaultPlan.parse(text) if text else None
 
 
 def _simulation_request(data: object) -> SimulationRequest:
@@ -447,7 +440,6 @@ async def create_simulation(
     computed in a worker thread; more become a durable background job: 202 with
     ``Location`` of the queued simulation (follow it, or its ``/events``). The stored
     result records engine version, spec version and hash, and seed."""
-    from updog.simulation import simulate
 
     fid = parse_id(fund_id)
     params = _simulation_request(await read_json(request))
@@ -462,33 +454,9 @@ async def create_simulation(
         return await submit_job(
             request, identity, fv, runs=params.runs, seed=seed, seed_drawn=params.seed is None
         )
-    record = await db_call(
-        request,
-        repo.create_simulation,
-        identity.org_id,
-        fv,
-        runs=params.runs,
-        seed=seed,
-        engine_version=ENGINE_VERSION,
-        user_id=identity.user_id,
-        params={"version": fv.version, "kind": fv.kind, "seed_drawn": params.seed is None},
-        status="running",
+    record, result = await compute_simulation(
+        request, identity, fv, spec, runs=params.runs, seed=seed, seed_drawn=params.seed is None
     )
-    try:
-        result = await run_in_threadpool(
-            lambda: checked_json(
-                simulate(spec, params.runs, seed, faults=_fault_plan(request)).to_dict()
-            )
-        )
-    except Exception as exc:
-        await db_call(
-            request,
-            repo.fail_simulation,
-            identity.org_id,
-            record.id,
-            {"code": "ENGINE_ERROR", "message": type(exc).__name__},
-        )
-        raise
     root: str = request.scope.get("root_path", "")
 
     def complete(conn: Any) -> Response:  # the stored result and the idempotency record
