@@ -118,4 +118,4 @@ def test_pydantic_locations_become_pointers() -> None:
         ]
     )
     assert [e["path"] for e in errors] == ["/stages/2/graduation_rate", "/query/limit", "/a~1b"]
-    assert errors[0]["code"] == "LESS_THAN_EQUAL"
+    assert errors[0]["code"] == "OUT_OF_RANGE"

@@ -28,7 +28,6 @@ log, with the request id the client sees).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -40,6 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Scope, Send
 
+from updog.model.spec import issue_code
 from updog.observability.logging import get_logger, request_id_var
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -240,13 +240,6 @@ def pointer(tokens: Iterable[str | int]) -> str:
     return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
 
 
-_CAMEL = re.compile(r"[^A-Za-z0-9]+")
-
-
-def _upper_snake(text: str) -> str:
-    return _CAMEL.sub("_", text).strip("_").upper() or "INVALID"
-
-
 def pydantic_field_errors(
     errors: Iterable[Mapping[str, Any]], *, drop_location: bool = True
 ) -> list[dict[str, str]]:
@@ -254,8 +247,11 @@ def pydantic_field_errors(
 
     FastAPI locations start with ``body``/``query``/``path``/``header``/``cookie``: a body
     location loses that first token (the pointer is into the body); the others keep it
-    (``/query/limit``). Pydantic's internal tokens for tagged unions or function
-    validators (``function-after[...]``) are dropped, since they are not in the document.
+    (``/query/limit``). Codes use the vocabulary of FundSpec validation
+    (:func:`updog.model.spec.issue_code`: ``REQUIRED``, ``OUT_OF_RANGE``, ``WRONG_TYPE``,
+    ``UNKNOWN_FIELD``, …) so every 422 speaks one language. Pydantic's internal tokens for
+    tagged unions or function validators (``function-after[...]``) are dropped, since they
+    are not in the document.
     """
     out: list[dict[str, str]] = []
     for err in errors:
@@ -266,7 +262,7 @@ def pydantic_field_errors(
         out.append(
             {
                 "path": pointer(loc),
-                "code": _upper_snake(str(err.get("type", "invalid"))),
+                "code": issue_code(str(err.get("type", "invalid"))),
                 "message": str(err.get("msg", "Invalid value")),
             }
         )
