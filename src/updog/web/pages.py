@@ -413,14 +413,24 @@ async def _fund(page: Page, raw_id: str) -> FundRecord | None:
     return await db_call(page.request, repo.get_fund, page.identity.org_id, fid)
 
 
-@router.get("/funds/{fund_id}")
-async def fund_home(request: Request, fund_id: str) -> Response:
+async def _signed_in_fund(request: Request, fund_id: str) -> tuple[Page, FundRecord] | Response:
+    """The page context and the fund of a GET page, or the response that ends the request
+    (sign-in redirect when signed out, 404 page for a missing or another org's fund)."""
     page = await _page(request)
     if page.identity is None:
         return _sign_in_redirect(request)
     fund = await _fund(page, fund_id)
     if fund is None:
         return _not_found(page)
+    return page, fund
+
+
+@router.get("/funds/{fund_id}")
+async def fund_home(request: Request, fund_id: str) -> Response:
+    context = await _signed_in_fund(request, fund_id)
+    if isinstance(context, Response):
+        return context
+    _, fund = context
     where = "forecast" if fund.published_version is not None else "setup/basics"
     return RedirectResponse(f"/funds/{fund.id}/{where}", status_code=303)
 
@@ -472,12 +482,10 @@ async def wizard_start(request: Request, fund_id: str) -> Response:
 
 @router.get("/funds/{fund_id}/setup/{slug}")
 async def wizard_step(request: Request, fund_id: str, slug: str) -> Response:
-    page = await _page(request)
-    if page.identity is None:
-        return _sign_in_redirect(request)
-    fund = await _fund(page, fund_id)
-    if fund is None:
-        return _not_found(page)
+    context = await _signed_in_fund(request, fund_id)
+    if isinstance(context, Response):
+        return context
+    page, fund = context
     if slug == forms.REVIEW:
         return await _review(page, fund)
     step = forms.get_step(slug)
@@ -752,12 +760,10 @@ async def _forecast(
 
 @router.get("/funds/{fund_id}/forecast")
 async def forecast_page(request: Request, fund_id: str) -> Response:
-    page = await _page(request)
-    if page.identity is None:
-        return _sign_in_redirect(request)
-    fund = await _fund(page, fund_id)
-    if fund is None:
-        return _not_found(page)
+    context = await _signed_in_fund(request, fund_id)
+    if isinstance(context, Response):
+        return context
+    page, fund = context
     which: Literal["published", "draft"] = (
         "draft" if request.query_params.get("version") == "draft" else "published"
     )
@@ -821,12 +827,10 @@ async def _simulations_page(
 
 @router.get("/funds/{fund_id}/simulations")
 async def simulations_page(request: Request, fund_id: str) -> Response:
-    page = await _page(request)
-    if page.identity is None:
-        return _sign_in_redirect(request)
-    fund = await _fund(page, fund_id)
-    if fund is None:
-        return _not_found(page)
+    context = await _signed_in_fund(request, fund_id)
+    if isinstance(context, Response):
+        return context
+    page, fund = context
     return await _simulations_page(page, fund)
 
 
