@@ -930,7 +930,7 @@ def _human(kind: Kind | None, number: float) -> str:
     return _trim(f"{number:.6f}")
 
 
-def issue_message(issue: Mapping[str, str], node: Node | None) -> str:
+def issue_message(issue: Issue, node: Node | None) -> str:
     """A message for a GP: in the units of the field (percent, dollars)."""
     code, message = issue["code"], issue["message"]
     kind = node.kind if isinstance(node, Input) else None
@@ -987,7 +987,7 @@ def step_issues(step: Step, candidate: Mapping[str, Any], *, complete: bool) -> 
     return out
 
 
-def place_issues(step: Step, state: FormState, issues: Iterable[Mapping[str, str]]) -> None:
+def place_issues(step: Step, state: FormState, issues: Iterable[Issue]) -> None:
     """Put each issue next to its field (or at the top of the step)."""
     for issue in issues:
         key = field_for_issue(step, state, issue["path"])

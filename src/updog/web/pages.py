@@ -502,7 +502,9 @@ async def _save(page: Page, fund: FundRecord, spec: dict[str, Any]) -> FundRecor
     if spec == fund.spec:
         return fund
     name = spec.get("name") if isinstance(spec.get("name"), str) else None
+    tried = fund.draft_version
     for _ in range(3):
+        tried = fund.draft_version
         try:
             return await db_call(
                 page.request,
@@ -510,7 +512,7 @@ async def _save(page: Page, fund: FundRecord, spec: dict[str, Any]) -> FundRecor
                 page.identity.org_id,
                 fund.id,
                 spec,
-                fund.draft_version,
+                tried,
                 user_id=page.identity.user_id,
                 name=name,
             )
@@ -519,7 +521,8 @@ async def _save(page: Page, fund: FundRecord, spec: dict[str, Any]) -> FundRecor
             if latest is None:
                 raise repo.NotFound(str(fund.id)) from None
             fund = latest
-    raise repo.StaleVersion(str(fund.id))
+    # Three concurrent saves in a row beat this one: give up (412 via the store errors).
+    raise repo.StaleVersion(tried, fund.draft_version)
 
 
 @router.post("/funds/{fund_id}/setup/{slug}")
