@@ -5,13 +5,16 @@
 * carry never above carry rate × profit (American; European with capital paid in first;
   the ledger after its clawback);
 * the European waterfall and the ledger agree on the totals when there is one exit;
+* every reported waterfall figure is the half-up rounding of its exact (rational) value;
 * fee totals equal the sum of the yearly fees;
 * recycling never above its cap.
 """
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal, localcontext
+from fractions import Fraction
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,6 +29,7 @@ from updog.finance import (
     LedgerExit,
     QuarterAmount,
     RecyclingTerms,
+    TierKind,
     WaterfallPolicy,
     distribute,
     european_waterfall,
@@ -292,3 +296,109 @@ def test_recycling_never_above_cap(
     for e in s.by_exit:
         assert e.recycled_amount <= round_cents(e.fund_proceeds * e.applied_rate) + Decimal("0.01")
         assert e.within_period or e.recycled_amount == 0
+
+
+# --- every reported waterfall figure is the half-up rounding of its exact value ------------
+
+
+def _half_up(value: Fraction) -> Decimal:
+    """``value`` (>= 0) rounded half-up to cents, from the exact fraction."""
+    cents = math.floor(value * 100 + Fraction(1, 2))
+    return Decimal(cents) / 100
+
+
+def _reference_tiers(
+    policy: WaterfallPolicy, proceeds: Decimal, cost: Decimal
+) -> list[tuple[Fraction, Fraction]]:
+    """(LP, GP) of each tier of ``policy`` in exact rational arithmetic, straight from the
+    rule of SPEC §3.1 (independent of the kernel's Decimal bookkeeping)."""
+    left = max(Fraction(0), Fraction(proceeds))
+    rate = {t.kind: Fraction(t.rate) if t.rate is not None else None for t in policy.tiers}
+    carry = rate.get(TierKind.CARRY)
+    pref_paid = Fraction(0)
+    out: list[tuple[Fraction, Fraction]] = []
+    for tier in policy.tiers:
+        if tier.kind is TierKind.RETURN_OF_CAPITAL:
+            lp, gp = min(left, Fraction(cost)), Fraction(0)
+        elif tier.kind is TierKind.PREFERRED_RETURN:
+            lp, gp = min(left, rate[tier.kind] * Fraction(cost)), Fraction(0)  # type: ignore[operator]
+            pref_paid = lp
+        elif tier.kind is TierKind.GP_CATCH_UP:
+            r, c = rate[tier.kind], carry
+            assert r is not None and c is not None
+            if pref_paid == 0:
+                taken = Fraction(0)
+            elif r <= c:
+                taken = left
+            else:
+                taken = min(left, c * pref_paid / (r - c))
+            lp, gp = taken * (1 - r), taken * r
+        else:
+            assert carry is not None
+            lp, gp = left * (1 - carry), left * carry
+        left -= lp + gp
+        out.append((lp, gp))
+    if left > 0:
+        lp, gp = out[-1]
+        out[-1] = (lp + left, gp)
+    return out
+
+
+@st.composite
+def tie_prone_policies(draw: st.DrawFn) -> WaterfallPolicy:
+    """Rates with few digits, so the catch-up tier is often not a finite decimal while the
+    GP's figures are, and amounts that often end in an exact half cent."""
+    carry = draw(st.sampled_from(["0.03", "0.1", "0.2", "0.25", "0.3", "0.2"]))
+    catch_up = draw(st.sampled_from(["0", "0.12", "0.5", "0.8", "1", "0.2", "0.1"]))
+    hurdle = draw(st.sampled_from(["0", "0.06", "0.08", "0.1"]))
+    return WaterfallPolicy.standard(carry=carry, hurdle=hurdle, catch_up=catch_up)
+
+
+@PROPERTIES
+@given(
+    st.one_of(policies(), tie_prone_policies()),
+    st.decimals(min_value=0, max_value=Decimal("1e9"), places=4, allow_nan=False),
+    st.decimals(min_value=0, max_value=Decimal("1e9"), places=4, allow_nan=False),
+)
+def test_distribute_reports_the_half_up_rounding_of_every_exact_figure(
+    policy: WaterfallPolicy, proceeds: Decimal, cost: Decimal
+) -> None:
+    d = distribute(policy, proceeds, cost)
+    reference = _reference_tiers(policy, proceeds, cost)
+    for row, (lp, gp) in zip(d.breakdown, reference, strict=True):
+        assert (row.lp_amount, row.gp_amount) == (_half_up(lp), _half_up(gp)), row.tier
+        assert row.amount == _half_up(lp + gp), row.tier
+    lp_total = sum((lp for lp, _ in reference), Fraction(0))
+    gp_total = sum((gp for _, gp in reference), Fraction(0))
+    assert d.lp_distribution == _half_up(lp_total)
+    assert d.gp_distribution == _half_up(gp_total)
+    assert Fraction(d.gp_exact) == gp_total  # the GP's total is a finite decimal: exact
+    with localcontext(CONTEXT):
+        assert d.lp_exact + d.gp_exact == max(Decimal(0), proceeds)
+
+
+@PROPERTIES
+@given(
+    st.one_of(policies(), tie_prone_policies()),
+    st.integers(0, 40),
+    st.decimals(min_value=0, max_value=Decimal("1e9"), places=4, allow_nan=False),
+    st.decimals(min_value=0, max_value=Decimal("1e9"), places=4, allow_nan=False),
+)
+def test_european_with_one_year_to_a_single_exit_is_distribute(
+    policy: WaterfallPolicy, start: int, capital: Decimal, proceeds: Decimal
+) -> None:
+    """A hurdle compounded over exactly one year is the flat ``hurdle × cost``: the whole-fund
+    waterfall of a one-deal fund then reports the deal-by-deal figures to the cent."""
+    terms = EuropeanTerms(
+        carry=policy.rate(TierKind.CARRY) or 0,
+        hurdle=policy.rate(TierKind.PREFERRED_RETURN) or 0,
+        catch_up=policy.rate(TierKind.GP_CATCH_UP) or 0,
+    )
+    european = european_waterfall(
+        terms,
+        [QuarterAmount(quarter=start, amount=capital)],
+        [QuarterAmount(quarter=start + 4, amount=proceeds)],
+    )
+    d = distribute(policy, proceeds, capital)
+    assert (european.lp_exact, european.gp_exact) == (d.lp_exact, d.gp_exact)
+    assert (european.lp_total, european.gp_carry) == (d.lp_distribution, d.gp_distribution)

@@ -173,3 +173,47 @@ def test_european_bad_input_raises() -> None:
         QuarterAmount(quarter=1, amount=Decimal(-1))
     with pytest.raises(ValueError):
         EuropeanTerms(carry="0.6", hurdle="1.5")
+
+
+# --- rounding only at the end (issue #10, item 4) ---------------------------------------------
+
+
+def test_a_catch_up_tier_that_is_not_a_finite_decimal_is_not_rounded_first() -> None:
+    """20 % carry, 50 % catch-up, pref 80,000: the tier is 0.2·80,000/0.3 = 53,333.33…
+    (not a finite decimal). Past it the GP holds exactly 20 % of the profit 500,000.025,
+    i.e. 100,000.005, which rounds half-up to 100,000.01 (rounding the tier down first gave
+    100,000.00499… and a GP figure a cent short)."""
+    policy = WaterfallPolicy.standard(carry="0.2", hurdle="0.08", catch_up="0.5")
+    d = distribute(policy, Decimal("1500000.025"), 1_000_000)
+    assert d.gp_exact == Decimal("100000.005")
+    assert d.lp_exact == Decimal("1400000.020")
+    assert (d.lp_distribution, d.gp_distribution) == (Decimal("1400000.02"), Decimal("100000.01"))
+    assert d.total_distributed == Decimal("1500000.03")
+
+
+def test_a_catch_up_share_on_an_exact_half_cent_rounds_half_up() -> None:
+    """3 % carry, 12 % catch-up, pref 8 % of 1,000,001.5625 = 80,000.125: the tier is
+    0.03·80,000.125/0.09 = 26,666.7083… and the GP's share of it 0.12 × that = 3,200.005
+    exactly — reported 3,200.01, not 3,200.00."""
+    policy = WaterfallPolicy.standard(carry="0.03", hurdle="0.08", catch_up="0.12")
+    d = distribute(policy, 2_000_000, Decimal("1000001.5625"))
+    catch_up = d.breakdown[2]
+    assert catch_up.tier is TierKind.GP_CATCH_UP
+    assert catch_up.gp_exact == Decimal("3200.005")
+    assert catch_up.gp_amount == Decimal("3200.01")
+    carry = d.breakdown[3]
+    assert carry.gp_exact == Decimal("26799.948125")
+    assert d.gp_exact == Decimal("29999.953125")  # 3 % of the profit, exactly
+    assert d.lp_exact + d.gp_exact == 2_000_000
+
+
+def test_european_rounds_the_catch_up_tier_only_at_the_end() -> None:
+    terms = EuropeanTerms(carry="0.2", hurdle="0.08", catch_up="0.5")
+    r = european_waterfall(terms, [q(0, 1_000_000)], [q(4, "1500000.025")])
+    assert r.gp_exact == Decimal("100000.005")
+    assert r.gp_carry == Decimal("100000.01")
+    assert r.lp_total == Decimal("1400000.02")
+    # Split over two distributions the tier closes in the second one: same totals.
+    split = european_waterfall(terms, [q(0, 1_000_000)], [q(4, "1100000"), q(4, "400000.025")])
+    assert split.gp_exact == Decimal("100000.005")
+    assert split.gp_carry == Decimal("100000.01")

@@ -23,22 +23,29 @@ all paid-in capital; ``pref`` compounds annually at the hurdle on unreturned pai
 on unpaid preferred return (the LP's IRR must reach the hurdle), and each tier is filled
 cumulatively across distributions (SPEC §3.2).
 
-Arithmetic is Decimal (:data:`updog.finance._decimal.CONTEXT`); every reported figure is rounded
-half-up to cents on its own at the end, so LP + GP may differ from the rounded total by a cent,
-while the unrounded figures (``*_exact``) add up exactly.
+Arithmetic is Decimal (:data:`updog.finance._decimal.CONTEXT`). The one division of the tiers,
+the catch-up tier ``c·pref / (r − c)``, is kept as an exact fraction (:func:`catch_up_tier_size`)
+and never rounded on its own: every figure derived from it is converted to Decimal once, exactly
+when its value is a finite decimal, else carried to 10^-30 (:func:`catch_up_and_carry`). So every
+reported figure is the half-up rounding to cents of its exact value — an exact half-cent rounds
+up — each figure on its own, so LP + GP may differ from the rounded total by a cent, while the
+unrounded figures (``*_exact``) add up exactly to what was distributed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import ROUND_DOWN, Decimal, localcontext
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
 from enum import StrEnum
-from typing import Self
+from fractions import Fraction
+from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from updog.finance._decimal import (
     CONTEXT,
+    FINE,
     ONE,
     ZERO,
     Money,
@@ -55,11 +62,14 @@ __all__ = [
     "EuropeanResult",
     "EuropeanRow",
     "EuropeanTerms",
+    "ProfitSplit",
     "QuarterAmount",
     "TierAllocation",
     "TierKind",
     "WaterfallPolicy",
     "WaterfallTier",
+    "catch_up_and_carry",
+    "catch_up_tier_size",
     "distribute",
     "european_waterfall",
 ]
@@ -166,10 +176,12 @@ class TierAllocation(BaseModel):
 class Distribution(BaseModel):
     """Outcome of :func:`distribute`.
 
-    ``lp_distribution``, ``gp_distribution`` and ``total_distributed`` are each rounded half-up
-    to cents on their own; ``lp_exact + gp_exact`` equals the distributable amount
-    (``max(0, exit_proceeds)``) exactly. ``breakdown`` has one entry per policy tier, in order
-    (zeros for tiers the proceeds did not reach).
+    ``lp_distribution``, ``gp_distribution`` and ``total_distributed`` (dollars) are each the
+    half-up rounding to cents of their exact value, on their own; ``lp_exact + gp_exact``
+    equals the distributable amount (``max(0, exit_proceeds)``) exactly, and each ``*_exact``
+    figure is its exact value whenever that is a finite decimal (else within 10^-30 of it).
+    ``breakdown`` has one entry per policy tier, in order (zeros for tiers the proceeds did not
+    reach).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -182,18 +194,133 @@ class Distribution(BaseModel):
     breakdown: tuple[TierAllocation, ...]
 
 
-def _catch_up_tier(carry: Decimal, rate: Decimal, pref: Decimal) -> Decimal | None:
-    """Size in dollars of the catch-up tier, or None when it never closes (``rate <= carry``).
+#: Decimal places of :data:`updog.finance._decimal.FINE` (10^-30 dollars).
+_FINE_PLACES: Final[int] = -int(FINE.as_tuple().exponent)
 
-    With no preferred return paid the GP already holds ``carry`` of it (0 of 0): the tier is
-    empty whatever the rate.
+
+def _to_decimal(value: Fraction, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """``value`` (dollars) as a Decimal: exactly when its decimal expansion is finite, else
+    carried to 10^-30 with ``rounding`` (``ROUND_HALF_EVEN`` or ``ROUND_DOWN``)."""
+    rest = value.denominator
+    twos = fives = 0
+    while rest % 2 == 0:
+        rest //= 2
+        twos += 1
+    while rest % 5 == 0:
+        rest //= 5
+        fives += 1
+    if rest == 1:  # a finite decimal: exact, however many digits it has
+        places = max(twos, fives)
+        return Decimal(f"{value.numerator * (10**places // value.denominator)}E-{places}")
+    scaled = value * 10**_FINE_PLACES
+    units = int(scaled) if rounding == ROUND_DOWN else round(scaled)  # round(): half-even
+    return Decimal(f"{units}E-{_FINE_PLACES}")
+
+
+def catch_up_tier_size(carry: Decimal, rate: Decimal, pref: Decimal) -> Fraction | None:
+    """Exact size in dollars of the catch-up tier, ``carry · pref / (rate − carry)`` (SPEC §3.1,
+    market definition), or None when it never closes (``rate <= carry``: the tier takes all
+    that remains).
+
+    ``carry`` and ``rate`` are ratios 0..1, ``pref`` the preferred return paid in dollars
+    (cumulative, for a whole-fund waterfall). With no preferred return paid the GP already
+    holds ``carry`` of it (0 of 0): the tier is empty whatever the rate. The size is a
+    :class:`fractions.Fraction` so that it is never rounded on its own (0.2 · 80,000 / 0.3 is
+    53,333.33… dollars).
     """
     if pref == 0:
-        return ZERO
+        return Fraction(0)
     if rate <= carry:
         return None
-    # Rounded down so the GP never holds more than ``carry`` of the profit.
-    return fine(carry * pref / (rate - carry), ROUND_DOWN)
+    return Fraction(carry) * Fraction(pref) / (Fraction(rate) - Fraction(carry))
+
+
+@dataclass(frozen=True, slots=True)
+class ProfitSplit:
+    """What the GP catch-up and carry tiers pay out of the dollars left after the preferred
+    return (outcome of :func:`catch_up_and_carry`).
+
+    Attributes:
+        lp_catch_up, gp_catch_up: the LP's and the GP's shares of the catch-up tier (dollars).
+        lp_carry, gp_carry: the carry split of what the catch-up tier left (dollars).
+        tier_taken: the exact dollars this amount put into the catch-up tier (add it to
+            ``tier_paid`` for the next distribution of a whole-fund waterfall).
+
+    The four figures add up to the amount split exactly. Each is exact when its value is a
+    finite decimal and otherwise within 10^-30 of it (the catch-up shares rounded toward
+    zero, so no figure is ever negative); ``gp_catch_up + gp_carry`` and
+    ``lp_catch_up + lp_carry`` are exact whenever the GP's total is a finite decimal, which it
+    is for decimal inputs. None of them is rounded to cents.
+    """
+
+    lp_catch_up: Decimal
+    gp_catch_up: Decimal
+    lp_carry: Decimal
+    gp_carry: Decimal
+    tier_taken: Fraction
+
+    @property
+    def lp(self) -> Decimal:
+        """The LP's dollars, both tiers."""
+        return self.lp_catch_up + self.lp_carry
+
+    @property
+    def gp(self) -> Decimal:
+        """The GP's dollars, both tiers."""
+        return self.gp_catch_up + self.gp_carry
+
+
+def catch_up_and_carry(
+    amount: Decimal,
+    *,
+    carry: Decimal,
+    catch_up: Decimal | None,
+    pref_paid: Decimal,
+    tier_paid: Fraction = Fraction(0),
+) -> ProfitSplit:
+    """Split ``amount`` dollars (what is left after return of capital and preferred return)
+    through the GP catch-up and carry tiers (tiers 3 and 4 of the module docstring).
+
+    Args:
+        amount: dollars to split (>= 0).
+        carry: carry rate ``c`` (ratio 0..1).
+        catch_up: catch-up rate ``r`` (ratio 0..1), or None when there is no catch-up tier
+            (then everything is split ``c`` / ``1 − c``). A rate at or below ``c`` never
+            closes: the tier takes all of ``amount``.
+        pref_paid: preferred return paid so far (dollars, cumulative for a whole-fund
+            waterfall); the tier's size is :func:`catch_up_tier_size` of it.
+        tier_paid: what earlier distributions already put into the catch-up tier (exact
+            dollars; 0 for a single realisation).
+
+    Returns:
+        :class:`ProfitSplit`. Inside the tier the GP takes ``r`` of each dollar; once it closes
+        the GP holds ``c`` × (pref + tier), i.e. its dollars from this amount are exactly
+        ``c·(amount − room) + r·room`` with ``room`` the tier still open, and the rest is split
+        ``c`` / ``1 − c``. Nothing is rounded before the figures are converted (the rule of
+        the module docstring), shared by :func:`distribute`, :func:`european_waterfall` and
+        :func:`updog.finance.ledger.waterfall_ledger`.
+    """
+    with localcontext(CONTEXT):
+        if catch_up is None:
+            gp = amount * carry
+            return ProfitSplit(ZERO, ZERO, amount - gp, gp, Fraction(0))
+        size = catch_up_tier_size(carry, catch_up, pref_paid)
+        exact_amount = Fraction(amount)
+        room = None if size is None else max(Fraction(0), size - tier_paid)
+        if room is None or exact_amount <= room:  # the tier takes everything
+            gp = amount * catch_up
+            return ProfitSplit(amount - gp, gp, ZERO, ZERO, exact_amount)
+        rate = Fraction(catch_up)
+        gp_total = _to_decimal(Fraction(carry) * (exact_amount - room) + rate * room)
+        gp_catch_up = _to_decimal(rate * room, ROUND_DOWN)
+        lp_catch_up = _to_decimal((1 - rate) * room, ROUND_DOWN)
+        return ProfitSplit(
+            lp_catch_up=lp_catch_up,
+            gp_catch_up=gp_catch_up,
+            lp_carry=amount - gp_total - lp_catch_up,
+            gp_carry=gp_total - gp_catch_up,
+            tier_taken=room,
+        )
 
 
 def distribute(policy: WaterfallPolicy, exit_proceeds: Number, deal_cost: Number) -> Distribution:
@@ -207,7 +334,9 @@ def distribute(policy: WaterfallPolicy, exit_proceeds: Number, deal_cost: Number
             return is ``hurdle × deal_cost``.
 
     Returns:
-        :class:`Distribution`; the tiers are filled in order as the module docstring says.
+        :class:`Distribution`; the tiers are filled in order as the module docstring says, and
+        every reported figure is the half-up rounding to cents of its exact value (the
+        catch-up tier is not rounded before the split: see :func:`catch_up_and_carry`).
 
     Raises:
         ValueError: a negative or non-finite cost, non-finite proceeds.
@@ -222,27 +351,29 @@ def distribute(policy: WaterfallPolicy, exit_proceeds: Number, deal_cost: Number
     cost = to_decimal(deal_cost, "deal_cost", minimum=ZERO)
     with localcontext(CONTEXT):
         remaining = max(ZERO, proceeds)
-        carry = policy.rate(TierKind.CARRY) or ZERO
-        pref_paid = ZERO
-        rows: list[tuple[TierKind, Decimal, Decimal]] = []
-        for tier in policy.tiers:
-            lp = gp = ZERO
-            if tier.kind is TierKind.RETURN_OF_CAPITAL:
-                lp = min(remaining, cost)
-            elif tier.kind is TierKind.PREFERRED_RETURN:
-                lp = min(remaining, (tier.rate or ZERO) * cost)
-                pref_paid = lp
-            elif tier.kind is TierKind.GP_CATCH_UP:
-                rate = tier.rate or ZERO
-                size = _catch_up_tier(carry, rate, pref_paid)
-                taken = remaining if size is None else min(remaining, size)
-                gp = taken * rate
-                lp = taken - gp
-            else:
-                gp = remaining * carry
-                lp = remaining - gp
-            remaining -= lp + gp
-            rows.append((tier.kind, lp, gp))
+        capital = min(remaining, cost)
+        remaining -= capital
+        pref = ZERO
+        hurdle = policy.rate(TierKind.PREFERRED_RETURN)
+        if hurdle is not None:
+            pref = min(remaining, hurdle * cost)
+            remaining -= pref
+        paid: dict[TierKind, tuple[Decimal, Decimal]] = {
+            TierKind.RETURN_OF_CAPITAL: (capital, ZERO),
+            TierKind.PREFERRED_RETURN: (pref, ZERO),
+        }
+        carry = policy.rate(TierKind.CARRY)
+        if carry is not None:
+            split = catch_up_and_carry(
+                remaining,
+                carry=carry,
+                catch_up=policy.rate(TierKind.GP_CATCH_UP),
+                pref_paid=pref,
+            )
+            paid[TierKind.GP_CATCH_UP] = (split.lp_catch_up, split.gp_catch_up)
+            paid[TierKind.CARRY] = (split.lp_carry, split.gp_carry)
+            remaining = ZERO
+        rows = [(tier.kind, *paid[tier.kind]) for tier in policy.tiers]
         # What no tier took (a policy without a carry tier) belongs to the LP.
         if remaining > 0:
             kind, lp, gp = rows[-1]
@@ -375,7 +506,8 @@ def european_waterfall(
     carry, rate = terms.carry, terms.catch_up
     with localcontext(CONTEXT):
         growth = ONE + terms.hurdle
-        capital = unpaid = pref_paid = tier_paid = paid_in = total = ZERO
+        capital = unpaid = pref_paid = paid_in = total = ZERO
+        tier_paid = Fraction(0)
         lp_exact = gp_exact = ZERO
         last_quarter: int | None = None
         rows: list[EuropeanRow] = []
@@ -397,17 +529,16 @@ def european_waterfall(
             unpaid -= pref
             pref_paid += pref
             remaining -= pref
-            gp_cu = lp_cu = ZERO
-            if rate > 0:
-                size = _catch_up_tier(carry, rate, pref_paid)
-                room = remaining if size is None else max(ZERO, size - tier_paid)
-                taken = min(remaining, room)
-                tier_paid += taken
-                gp_cu = taken * rate
-                lp_cu = taken - gp_cu
-                remaining -= taken
-            gp_split = remaining * carry
-            lp_split = remaining - gp_split
+            split = catch_up_and_carry(
+                remaining,
+                carry=carry,
+                catch_up=rate if rate > 0 else None,
+                pref_paid=pref_paid,
+                tier_paid=tier_paid,
+            )
+            tier_paid += split.tier_taken
+            gp_cu, lp_cu = split.gp_catch_up, split.lp_catch_up
+            gp_split, lp_split = split.gp_carry, split.lp_carry
             lp_exact += roc + pref + lp_cu + lp_split
             gp_exact += gp_cu + gp_split
             rows.append(
