@@ -208,6 +208,81 @@ def test_waterfall_known_answer(client: httpx.Client) -> None:
     assert loss["total_distributed"] == "0.00"
 
 
+COMPOUNDED = {
+    **VALID["waterfall"],
+    "exit_proceeds": 1_700_000,
+    "pref_basis": "compounded",
+    "contributions": [{"date": "2018-01-01", "amount": "1000000"}],
+    "exit_date": "2023-12-31",
+}
+
+
+def test_waterfall_compounded_pref(client: httpx.Client) -> None:
+    """8 % compounded over 2,190 days (6 × 365): pref 1.08⁶ − 1 = 586,874.32 on 1M; the
+    catch-up never closes and the GP gets the 113,125.68 left (140,000 on the flat basis)."""
+    r = ok(client, "waterfall", COMPOUNDED)
+    tiers = {t["tier"]: (t["lp_amount"], t["gp_amount"]) for t in r["breakdown"]}
+    assert tiers["preferred_return"] == ("586874.32", "0.00")
+    assert (r["lp_distribution"], r["gp_distribution"]) == ("1586874.32", "113125.68")
+    assert Decimal(r["gp_exact"]) == Decimal("113125.677056")
+    flat = ok(client, "waterfall", {**VALID["waterfall"], "exit_proceeds": 1_700_000})
+    assert flat["gp_distribution"] == "140000.00"
+    explicit = ok(client, "waterfall", {**VALID["waterfall"], "pref_basis": "flat"})
+    assert explicit == ok(client, "waterfall", VALID["waterfall"])
+
+
+def _without(body: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in keys}
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        (
+            {**VALID["waterfall"], "contributions": COMPOUNDED["contributions"]},
+            {("/contributions", "NOT_FOR_BASIS")},
+        ),
+        (
+            {**VALID["waterfall"], "pref_basis": "flat", "exit_date": "2023-12-31"},
+            {("/exit_date", "NOT_FOR_BASIS")},
+        ),
+        (
+            _without(COMPOUNDED, "contributions", "exit_date"),
+            {("/contributions", "REQUIRED_FOR_BASIS"), ("/exit_date", "REQUIRED_FOR_BASIS")},
+        ),
+        (
+            {**COMPOUNDED, "exit_date": "2017-12-31"},
+            {("/contributions/0/date", "AFTER_EXIT")},
+        ),
+        (
+            {
+                **COMPOUNDED,
+                "contributions": [
+                    {"date": "2018-01-01", "amount": "600000"},
+                    {"date": "2019-01-01", "amount": "399999.99"},
+                ],
+            },
+            {("/contributions", "SUM_NOT_DEAL_COST")},
+        ),
+        (
+            {**COMPOUNDED, "contributions": [{"date": "2018-01-01", "amount": -1}]},
+            {("/contributions/0/amount", "OUT_OF_RANGE")},
+        ),
+        ({**COMPOUNDED, "pref_basis": "irr"}, None),
+        ({**COMPOUNDED, "exit_date": "2023-02-30"}, None),
+    ],
+)
+def test_waterfall_compounded_pref_errors(
+    client: httpx.Client, body: dict[str, Any], errors: set[tuple[str, str]] | None
+) -> None:
+    problem = assert_problem(calc(client, "waterfall", body), 422, "VALIDATION_FAILED")
+    found = {(e["path"], e["code"]) for e in problem["errors"]}
+    if errors is None:  # a type error: only its path is checked
+        assert len(found) == 1 and next(iter(found))[0] in ("/pref_basis", "/exit_date")
+    else:
+        assert found == errors
+
+
 def test_ledger_known_answer(client: httpx.Client) -> None:
     """10M in, 25M out: capital 10M, hurdle 0.8M, carry 20 % of 14.2M = 2.84M."""
     r = ok(client, "ledger", VALID["ledger"])

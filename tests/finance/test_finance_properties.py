@@ -6,6 +6,8 @@
   the ledger after its clawback);
 * the European waterfall and the ledger agree on the totals when there is one exit;
 * every reported waterfall figure is the half-up rounding of its exact (rational) value;
+* the American compounded preferred return is the European accrual of a one-deal fund, and
+  never below the flat one for holding periods of a year or more;
 * fee totals equal the sum of the yearly fees;
 * recycling never above its cap.
 """
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date, timedelta
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
@@ -31,6 +34,7 @@ from updog.finance import (
     RecyclingTerms,
     TierKind,
     WaterfallPolicy,
+    compounded_pref,
     distribute,
     european_waterfall,
     management_fees,
@@ -402,3 +406,85 @@ def test_european_with_one_year_to_a_single_exit_is_distribute(
     d = distribute(policy, proceeds, capital)
     assert (european.lp_exact, european.gp_exact) == (d.lp_exact, d.gp_exact)
     assert (european.lp_total, european.gp_carry) == (d.lp_distribution, d.gp_distribution)
+
+
+# --- American compounded preferred return (issue #10, item 1) ---------------------------------
+
+EPOCH = date(2020, 1, 1)
+
+
+@st.composite
+def one_deal_fund(
+    draw: st.DrawFn,
+) -> tuple[WaterfallPolicy, list[tuple[int, Decimal]], int, Decimal]:
+    """A policy, the deal's contributions as (day, dollars) after EPOCH, the exit day and the
+    proceeds."""
+    policy = draw(st.one_of(policies(), tie_prone_policies()))
+    contributions = draw(st.lists(st.tuples(st.integers(0, 4000), money), min_size=1, max_size=4))
+    exit_day = max(day for day, _ in contributions) + draw(st.integers(0, 4000))
+    return policy, contributions, exit_day, draw(money)
+
+
+@PROPERTIES
+@given(one_deal_fund())
+def test_compounded_distribute_is_the_european_waterfall_of_a_one_deal_fund(
+    case: tuple[WaterfallPolicy, list[tuple[int, Decimal]], int, Decimal],
+) -> None:
+    """Day-indexed periods with ``periods_per_year=365`` make the European accrual the
+    Actual/365 compounding of ``pref_basis="compounded"``: LP and GP agree to the cent."""
+    policy, contributions, exit_day, proceeds = case
+    cost = sum((a for _, a in contributions), Decimal(0))
+    d = distribute(
+        policy,
+        proceeds,
+        cost,
+        pref_basis="compounded",
+        contributions=[(EPOCH + timedelta(days=day), a) for day, a in contributions],
+        exit_date=EPOCH + timedelta(days=exit_day),
+    )
+    european = european_waterfall(
+        EuropeanTerms(
+            carry=policy.rate(TierKind.CARRY) or 0,
+            hurdle=policy.rate(TierKind.PREFERRED_RETURN) or 0,
+            catch_up=policy.rate(TierKind.GP_CATCH_UP) or 0,
+            periods_per_year=365,
+        ),
+        [QuarterAmount(quarter=day, amount=a) for day, a in contributions],
+        [QuarterAmount(quarter=exit_day, amount=proceeds)],
+    )
+    assert (d.lp_distribution, d.gp_distribution) == (european.lp_total, european.gp_carry)
+    # The two accrue the same pref in a different order of 10^-30 roundings.
+    assert abs(d.gp_exact - european.gp_exact) <= Decimal("1e-25")
+
+
+@PROPERTIES
+@given(one_deal_fund(), st.integers(365, 4000))
+def test_compounded_pref_held_a_year_or_more_is_never_below_the_flat_one(
+    case: tuple[WaterfallPolicy, list[tuple[int, Decimal]], int, Decimal], held: int
+) -> None:
+    """(1 + h)^t − 1 >= h for t >= 1 (Bernoulli): more preferred return to the LP, and the GP
+    never gets more than under the flat basis."""
+    policy, contributions, _, proceeds = case
+    exit_day = max(day for day, _ in contributions) + held
+    cost = sum((a for _, a in contributions), Decimal(0))
+    flat = distribute(policy, proceeds, cost)
+    compounded = distribute(
+        policy,
+        proceeds,
+        cost,
+        pref_basis="compounded",
+        contributions=[(EPOCH + timedelta(days=day), a) for day, a in contributions],
+        exit_date=EPOCH + timedelta(days=exit_day),
+    )
+    hurdle = policy.rate(TierKind.PREFERRED_RETURN) or Decimal(0)
+    owed = compounded_pref(
+        hurdle, [(EPOCH + timedelta(days=day), a) for day, a in contributions],
+        EPOCH + timedelta(days=exit_day),
+    )  # fmt: skip
+    assert owed >= CONTEXT.multiply(hurdle, cost)
+    assert compounded.breakdown[0] == flat.breakdown[0]  # the same return of capital
+    if hurdle > 0:
+        assert compounded.breakdown[1].lp_exact >= flat.breakdown[1].lp_exact
+    assert compounded.gp_exact <= flat.gp_exact
+    assert compounded.gp_distribution <= flat.gp_distribution
+    assert compounded.lp_distribution >= flat.lp_distribution

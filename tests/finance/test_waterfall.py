@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
@@ -12,6 +13,7 @@ from updog.finance import (
     TierKind,
     WaterfallPolicy,
     WaterfallTier,
+    compounded_pref,
     distribute,
     european_waterfall,
 )
@@ -217,3 +219,129 @@ def test_european_rounds_the_catch_up_tier_only_at_the_end() -> None:
     split = european_waterfall(terms, [q(0, 1_000_000)], [q(4, "1100000"), q(4, "400000.025")])
     assert split.gp_exact == Decimal("100000.005")
     assert split.gp_carry == Decimal("100000.01")
+
+
+# --- American preferred return compounded over the holding period (issue #10, item 1) ----------
+
+SIX_YEARS = (date(2018, 1, 1), date(2023, 12, 31))  # 2,190 days = 6 × 365
+
+
+def test_compounded_pref_of_a_deal_held_six_years_is_about_59_percent() -> None:
+    """8 % a year for 6 years: 1.08⁶ − 1 = 0.586874322944 of cost (not a flat 8 %)."""
+    start, end = SIX_YEARS
+    assert (end - start).days == 6 * 365
+    assert compounded_pref("0.08", [(start, 1_000_000)], end) == Decimal("586874.322944")
+    d = distribute(
+        STANDARD, 3_000_000, 1_000_000, pref_basis="compounded",
+        contributions=[(start, 1_000_000)], exit_date=end,
+    )  # fmt: skip
+    pref = d.breakdown[1]
+    assert (pref.tier, pref.lp_amount) == (TierKind.PREFERRED_RETURN, Decimal("586874.32"))
+    assert d.gp_distribution == Decimal("400000.00")  # caught up: 20 % of the profit either way
+
+
+def test_compounded_pref_keeps_the_gp_below_the_flat_figure_inside_the_catch_up() -> None:
+    """1.7M on 1M: flat pref 80,000 + catch-up 20,000 closes (GP 140,000); the compounded pref
+    586,874.32 leaves 113,125.68 for a catch-up that never closes, all to the GP."""
+    start, end = SIX_YEARS
+    flat = distribute(STANDARD, 1_700_000, 1_000_000)
+    compounded = distribute(
+        STANDARD, 1_700_000, 1_000_000, pref_basis="compounded",
+        contributions=[(start, 1_000_000)], exit_date=end,
+    )  # fmt: skip
+    assert flat.gp_distribution == Decimal("140000.00")
+    assert compounded.gp_exact == Decimal("113125.677056")
+    assert compounded.gp_distribution == Decimal("113125.68")
+    assert compounded.lp_distribution == Decimal("1586874.32")
+
+
+def test_compounded_pref_accrues_each_contribution_from_its_own_date() -> None:
+    contributions = [
+        (date(2020, 1, 1), Decimal(600_000)),
+        (date(2021, 1, 1), Decimal(300_000)),  # 2020 is a leap year: 366 days later
+        (date(2021, 1, 1), Decimal(100_000)),  # same day: summed
+        (date(2022, 12, 31), Decimal(0)),
+    ]
+    end = date(2022, 12, 31)
+    expected = 600_000 * (1.08 ** (1095 / 365) - 1) + 400_000 * (1.08 ** (729 / 365) - 1)
+    pref = compounded_pref("0.08", contributions, end)
+    assert float(pref) == pytest.approx(expected, rel=1e-12)
+    d = distribute(
+        STANDARD, 2_000_000, 1_000_000, pref_basis="compounded",
+        contributions=contributions, exit_date=end,
+    )  # fmt: skip
+    assert d.breakdown[1].lp_exact == pref
+    assert compounded_pref("0.08", [(end, 1_000_000)], end) == 0  # contributed on the exit day
+    assert compounded_pref(0, contributions, end) == 0
+
+
+def test_flat_is_the_default_and_keeps_the_reference_figures() -> None:
+    flat = distribute(STANDARD, 1_500_000, 1_000_000, pref_basis="flat")
+    assert flat == distribute(STANDARD, 1_500_000, 1_000_000)
+    assert flat.breakdown[1].lp_amount == Decimal("80000.00")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"pref_basis": "flat", "contributions": [(date(2020, 1, 1), 1_000_000)]}, "only used"),
+        ({"exit_date": date(2021, 1, 1)}, "only used"),
+        ({"pref_basis": "compounded", "exit_date": date(2021, 1, 1)}, "needs contributions"),
+        (
+            {"pref_basis": "compounded", "contributions": [(date(2020, 1, 1), 1_000_000)]},
+            "needs contributions and exit_date",
+        ),
+        (
+            {
+                "pref_basis": "compounded",
+                "contributions": [(date(2020, 1, 1), 600_000), (date(2020, 6, 1), 300_000)],
+                "exit_date": date(2021, 1, 1),
+            },
+            "sum to 900000, but deal_cost is 1000000",
+        ),
+        (
+            {
+                "pref_basis": "compounded",
+                "contributions": [(date(2020, 1, 1), 500_000), (date(2021, 1, 2), 500_000)],
+                "exit_date": date(2021, 1, 1),
+            },
+            r"contributions\[1\] is dated 2021-01-02, after the exit date 2021-01-01",
+        ),
+        (
+            {
+                "pref_basis": "compounded",
+                "contributions": [(date(2020, 1, 1), 1_100_000), (date(2020, 2, 1), -100_000)],
+                "exit_date": date(2021, 1, 1),
+            },
+            r"contributions\[1\] amount must be >= 0",
+        ),
+        (
+            {
+                "pref_basis": "compounded",
+                "contributions": [(datetime(2020, 1, 1, 12), 1_000_000)],
+                "exit_date": date(2021, 1, 1),
+            },
+            "must be a datetime.date",
+        ),
+        (
+            {
+                "pref_basis": "compounded",
+                "contributions": [(date(2020, 1, 1), "NaN")],
+                "exit_date": date(2021, 1, 1),
+            },
+            "finite",
+        ),
+        (
+            {
+                "pref_basis": "compounded",
+                "contributions": [(date(2020, 1, 1),)],
+                "exit_date": date(2021, 1, 1),
+            },
+            "pair",
+        ),
+        ({"pref_basis": "irr"}, "unknown pref_basis 'irr'"),
+    ],
+)
+def test_compounded_pref_input_errors(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        distribute(STANDARD, 1_500_000, 1_000_000, **kwargs)  # type: ignore[arg-type]

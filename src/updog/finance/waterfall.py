@@ -15,8 +15,18 @@ of Private Equity Funds", RFS 23(6), 2010, §2.3), in this order:
 
 The GP's own commitment is treated as LP capital (it sits in the cost and is returned with it).
 
-**American** (:func:`distribute`): one realisation against its own deal cost; ``pref`` is a flat
-share of the cost (``hurdle × cost``).
+**American** (:func:`distribute`): one realisation against its own deal cost. ``pref`` is, by
+explicit choice (``pref_basis``):
+
+* ``"flat"`` (the default, and the rule of the reference truth cases): ``hurdle × cost``, whatever
+  the holding period;
+* ``"compounded"``: the hurdle as an annual rate compounded annually on each contribution from
+  its date to the exit date, ``Σ a_i × ((1 + hurdle) ** (days_i / 365) − 1)`` (Actual/365 Fixed,
+  the kernel's XIRR default). This is how limited partnership agreements word the preferred
+  return ("8 % per annum, compounded annually, on capital contributions from the date of
+  contribution"; e.g. ILPA Model LPA, 2019, and its deal-by-deal variant, 2020) and how the
+  worked examples compute it: 8 % a year on a deal held 6 years is 1.08⁶ − 1 ≈ 58.7 % of cost,
+  not 8 %. On a one-deal fund it is the European waterfall's accrual exactly.
 
 **European** (:func:`european_waterfall`): all the fund's distributions in date order against
 all paid-in capital; ``pref`` compounds annually at the hurdle on unreturned paid-in capital and
@@ -36,10 +46,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
 from enum import StrEnum
 from fractions import Fraction
-from typing import Final, Self
+from typing import Final, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -62,6 +73,7 @@ __all__ = [
     "EuropeanResult",
     "EuropeanRow",
     "EuropeanTerms",
+    "PrefBasis",
     "ProfitSplit",
     "QuarterAmount",
     "TierAllocation",
@@ -70,11 +82,18 @@ __all__ = [
     "WaterfallTier",
     "catch_up_and_carry",
     "catch_up_tier_size",
+    "compounded_pref",
     "distribute",
     "european_waterfall",
 ]
 
 _ORDER = ("return_of_capital", "preferred_return", "gp_catch_up", "carry")
+
+#: How :func:`distribute` computes the preferred return: ``"flat"`` (``hurdle × cost``) or
+#: ``"compounded"`` (annual compounding on dated contributions to the exit date).
+PrefBasis = Literal["flat", "compounded"]
+#: Day-count denominator of the compounded preferred return (Actual/365 Fixed, like ``xirr``).
+DAYS_PER_YEAR: Final[int] = 365
 
 
 class TierKind(StrEnum):
@@ -323,15 +342,100 @@ def catch_up_and_carry(
         )
 
 
-def distribute(policy: WaterfallPolicy, exit_proceeds: Number, deal_cost: Number) -> Distribution:
+def _dated_contributions(
+    contributions: Sequence[tuple[date, Number]], exit_date: date, cost: Decimal | None
+) -> dict[date, Decimal]:
+    """Validated contributions summed by date (dollars), checked to sum to ``cost`` when it is
+    given; see :func:`distribute`."""
+    if isinstance(exit_date, datetime) or not isinstance(exit_date, date):
+        raise ValueError("exit_date must be a datetime.date")
+    if isinstance(contributions, (str, bytes)) or not isinstance(contributions, Sequence):
+        raise ValueError("contributions must be a sequence of (date, amount) pairs")
+    by_day: dict[date, Decimal] = {}
+    with localcontext(CONTEXT):
+        for i, item in enumerate(contributions):
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise ValueError(f"contributions[{i}] must be a (date, amount) pair")
+            day, raw = item
+            if isinstance(day, datetime) or not isinstance(day, date):
+                raise ValueError(f"contributions[{i}] date must be a datetime.date")
+            amount = to_decimal(raw, f"contributions[{i}] amount", minimum=ZERO)
+            if day > exit_date:
+                raise ValueError(
+                    f"contributions[{i}] is dated {day.isoformat()}, after the exit date "
+                    f"{exit_date.isoformat()}"
+                )
+            by_day[day] = by_day.get(day, ZERO) + amount
+        total = sum(by_day.values(), ZERO)
+    if cost is not None and total != cost:
+        raise ValueError(
+            f"contributions sum to {total}, but deal_cost is {cost}; they must be equal"
+        )
+    return by_day
+
+
+def compounded_pref(
+    hurdle: Number, contributions: Sequence[tuple[date, Number]], exit_date: date
+) -> Decimal:
+    """Preferred return owed at ``exit_date`` on dated contributions, compounded annually.
+
+    ``Σ a_i × ((1 + hurdle) ** (days_i / 365) − 1)`` with ``days_i`` the actual days from
+    contribution ``i`` to ``exit_date`` (Actual/365 Fixed; sources in the module docstring).
+    Same-day contributions are summed first; each fractional power is carried to 10^-30
+    (:func:`updog.finance._decimal.fine`), as the European waterfall's accrual is.
+
+    Args:
+        hurdle: annual rate as a ratio (0.08 = 8 % a year), >= 0.
+        contributions: ``(date, dollars)`` pairs, dollars >= 0, none after ``exit_date``.
+        exit_date: the date the preferred return is owed at.
+
+    Returns:
+        Dollars, unrounded (not rounded to cents). Example: 1,000,000 held 2,190 days (6 × 365)
+        at 8 % owes 1.08⁶ − 1 = 586,874.322944.
+
+    Raises:
+        ValueError: a negative or non-finite hurdle or amount, a date that is not a
+            ``datetime.date`` (datetimes are refused), a contribution after ``exit_date``.
+    """
+    rate = to_decimal(hurdle, "hurdle", minimum=ZERO)
+    return _accrued(rate, _dated_contributions(contributions, exit_date, None), exit_date)
+
+
+def _accrued(hurdle: Decimal, by_day: dict[date, Decimal], exit_date: date) -> Decimal:
+    pref = ZERO
+    with localcontext(CONTEXT):
+        growth = ONE + hurdle
+        for day, amount in sorted(by_day.items()):
+            days = (exit_date - day).days
+            if days > 0 and hurdle > 0 and amount > 0:
+                years = Decimal(days) / DAYS_PER_YEAR
+                pref += fine(amount * (growth**years - ONE))
+    return pref
+
+
+def distribute(
+    policy: WaterfallPolicy,
+    exit_proceeds: Number,
+    deal_cost: Number,
+    *,
+    pref_basis: PrefBasis = "flat",
+    contributions: Sequence[tuple[date, Number]] | None = None,
+    exit_date: date | None = None,
+) -> Distribution:
     """Split one realisation between LP and GP (American, deal by deal; SPEC §3.1).
 
     Args:
         policy: the tiers (:class:`WaterfallPolicy`).
         exit_proceeds: dollars realised. Zero or negative proceeds distribute nothing (every
             figure 0): a loss on exit is not allocated to anyone here.
-        deal_cost: the deal's cost in dollars (>= 0), GP commitment included; the preferred
-            return is ``hurdle × deal_cost``.
+        deal_cost: the deal's cost in dollars (>= 0), GP commitment included.
+        pref_basis: ``"flat"`` (default): the preferred return is ``hurdle × deal_cost``.
+            ``"compounded"``: it is :func:`compounded_pref` of ``contributions`` at
+            ``exit_date`` (annual compounding, Actual/365; sources in the module docstring).
+        contributions: ``"compounded"`` only (required there): the deal's dated contributions,
+            ``(datetime.date, dollars >= 0)`` pairs in any order, none after ``exit_date``,
+            summing exactly to ``deal_cost``.
+        exit_date: ``"compounded"`` only (required there): the date of the realisation.
 
     Returns:
         :class:`Distribution`; the tiers are filled in order as the module docstring says, and
@@ -339,25 +443,43 @@ def distribute(policy: WaterfallPolicy, exit_proceeds: Number, deal_cost: Number
         catch-up tier is not rounded before the split: see :func:`catch_up_and_carry`).
 
     Raises:
-        ValueError: a negative or non-finite cost, non-finite proceeds.
+        ValueError: a negative or non-finite cost, non-finite proceeds; an unknown
+            ``pref_basis``; ``contributions`` or ``exit_date`` given with ``"flat"`` (they
+            would be ignored) or missing with ``"compounded"``; a contribution after the exit
+            date, a negative amount, contributions that do not sum to ``deal_cost``.
 
     Example: 1,500,000 on a cost of 1,000,000 with an 8 % pref, full catch-up and 20 % carry
     gives LP 1,400,000 and GP 100,000 (ROC 1,000,000; pref 80,000; catch-up 20,000 to the GP;
-    400,000 split 320,000 / 80,000).
+    400,000 split 320,000 / 80,000). With ``pref_basis="compounded"`` and the cost paid in
+    2,190 days (6 × 365) before the exit, the pref is 586,874.32 and 1,700,000 gives the GP
+    113,125.68 instead of the flat basis's 140,000.
     """
     if not isinstance(policy, WaterfallPolicy):
         raise ValueError(f"policy must be a WaterfallPolicy, got {type(policy).__name__}")
     proceeds = to_decimal(exit_proceeds, "exit_proceeds")
     cost = to_decimal(deal_cost, "deal_cost", minimum=ZERO)
+    hurdle = policy.rate(TierKind.PREFERRED_RETURN)
+    if pref_basis == "flat":
+        if contributions is not None or exit_date is not None:
+            raise ValueError(
+                "contributions and exit_date are only used with pref_basis='compounded'; the "
+                "flat preferred return is hurdle × deal_cost"
+            )
+        owed = ZERO if hurdle is None else CONTEXT.multiply(hurdle, cost)
+    elif pref_basis == "compounded":
+        if contributions is None or exit_date is None:
+            raise ValueError("pref_basis='compounded' needs contributions and exit_date")
+        by_day = _dated_contributions(contributions, exit_date, cost)
+        owed = ZERO if hurdle is None else _accrued(hurdle, by_day, exit_date)
+    else:
+        allowed = ", ".join(get_args(PrefBasis))
+        raise ValueError(f"unknown pref_basis {pref_basis!r}; expected one of: {allowed}")
     with localcontext(CONTEXT):
         remaining = max(ZERO, proceeds)
         capital = min(remaining, cost)
         remaining -= capital
-        pref = ZERO
-        hurdle = policy.rate(TierKind.PREFERRED_RETURN)
-        if hurdle is not None:
-            pref = min(remaining, hurdle * cost)
-            remaining -= pref
+        pref = min(remaining, owed)
+        remaining -= pref
         paid: dict[TierKind, tuple[Decimal, Decimal]] = {
             TierKind.RETURN_OF_CAPITAL: (capital, ZERO),
             TierKind.PREFERRED_RETURN: (pref, ZERO),
@@ -484,8 +606,10 @@ def european_waterfall(
     remains when ``r <= c``; no tier when ``r = 0``), and the rest split ``c`` / ``1 − c``.
 
     With one distribution this is :func:`distribute` on the fund's paid-in capital with the
-    preferred return accrued to that date. There is no interim clawback here (see
-    :func:`updog.finance.ledger.waterfall_ledger` for a fund-level clawback).
+    preferred return accrued to that date: with ``periods_per_year=365`` and day-indexed periods
+    it is ``distribute(..., pref_basis="compounded")`` of the same dated contributions. There is
+    no interim clawback here (see :func:`updog.finance.ledger.waterfall_ledger` for a
+    fund-level clawback).
 
     Raises:
         ValueError: invalid terms or amounts (negative, non-finite), non-integer quarters.

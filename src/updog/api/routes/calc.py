@@ -28,10 +28,12 @@ A body passes, in order:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Sequence
 from datetime import date
-from decimal import Decimal
+from decimal import Context, Decimal
+from fractions import Fraction
 from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter
@@ -58,6 +60,7 @@ from updog.finance import (
     LedgerExit,
     LedgerResult,
     LpMetrics,
+    PrefBasis,
     RecyclingSchedule,
     RecyclingTerms,
     ValuationMark,
@@ -158,9 +161,18 @@ class WaterfallTerms(_Request):
     catch_up: RatioIn = Decimal(1)
 
 
+class DealContribution(_Request):
+    """Dollars paid into the deal on a date (``pref_basis`` ``compounded``)."""
+
+    date: date
+    amount: Dollars
+
+
 class WaterfallRequest(_Request):
     """``POST /calc/waterfall``: one realisation (American, :func:`updog.finance.distribute`).
-    Give exactly one of ``policy`` (explicit tiers) and ``terms``."""
+    Give exactly one of ``policy`` (explicit tiers) and ``terms``. The preferred return is
+    ``hurdle × deal_cost`` (``pref_basis`` ``flat``, the default) or compounds annually on each
+    contribution from its date to ``exit_date`` (``compounded``, Actual/365)."""
 
     policy: WaterfallPolicy | None = None
     terms: WaterfallTerms | None = None
@@ -170,6 +182,20 @@ class WaterfallRequest(_Request):
         description="Dollars realised; zero or negative distributes nothing.",
     )
     deal_cost: Dollars
+    pref_basis: PrefBasis = Field(
+        "flat",
+        description="flat: the preferred return is hurdle × deal_cost (default). compounded: "
+        "Σ amount × ((1 + hurdle) ** (days to exit_date / 365) − 1) over contributions.",
+    )
+    contributions: list[DealContribution] | None = Field(
+        None,
+        max_length=MAX_ITEMS,
+        description="compounded only (required there): the deal's dated contributions, none "
+        "after exit_date, summing exactly to deal_cost.",
+    )
+    exit_date: date | None = Field(
+        None, description="compounded only (required there): the date of the realisation."
+    )
 
 
 class LedgerRequest(_Request):
@@ -375,6 +401,61 @@ _FEE_SCHEDULES: Final[dict[FeeBasis, tuple[str, ...]]] = {
 }
 
 
+#: Context of sums shown in messages (comparisons are exact, in fractions).
+_DISPLAY: Final = Context(prec=40)
+
+
+def _waterfall_errors(req: WaterfallRequest) -> list[FieldError]:
+    """The one-of rule and the fields ``pref_basis`` needs or refuses (with their paths)."""
+    errors: list[FieldError] = []
+    if (req.policy is None) == (req.terms is None):
+        path = "/terms" if req.terms is not None else "/policy"
+        errors.append(FieldError(path, "ONE_OF_REQUIRED", "Give exactly one of policy and terms."))
+    dated = {"/contributions": req.contributions, "/exit_date": req.exit_date}
+    if req.pref_basis == "flat":
+        errors += [
+            FieldError(
+                path,
+                "NOT_FOR_BASIS",
+                f"{path[1:]} is only used with pref_basis compounded; the flat preferred "
+                "return is hurdle × deal_cost.",
+            )
+            for path, value in dated.items()
+            if value is not None
+        ]
+        return errors
+    errors += [
+        FieldError(path, "REQUIRED_FOR_BASIS", f"pref_basis compounded needs {path[1:]}.")
+        for path, value in dated.items()
+        if value is None
+    ]
+    if req.contributions is None:
+        return errors
+    if req.exit_date is not None:
+        errors += [
+            FieldError(
+                f"/contributions/{i}/date",
+                "AFTER_EXIT",
+                f"The contribution is dated {c.date.isoformat()}, after exit_date "
+                f"{req.exit_date.isoformat()}.",
+            )
+            for i, c in enumerate(req.contributions)
+            if c.date > req.exit_date
+        ]
+    amounts = [c.amount for c in req.contributions]
+    if sum(map(Fraction, amounts), Fraction(0)) != Fraction(req.deal_cost):  # exact
+        shown = functools.reduce(_DISPLAY.add, amounts, Decimal(0))
+        errors.append(
+            FieldError(
+                "/contributions",
+                "SUM_NOT_DEAL_COST",
+                f"The contributions sum to {shown} dollars; they must sum exactly to "
+                f"deal_cost ({req.deal_cost}).",
+            )
+        )
+    return errors
+
+
 def _fee_errors(req: FeesRequest) -> list[FieldError]:
     errors: dict[str, FieldError] = {}
     for i in range(1, len(req.tiers)):
@@ -488,30 +569,45 @@ async def calc_fees(request: Request, identity: Identity = Viewer) -> Response:
 )
 async def calc_waterfall(request: Request, identity: Identity = Viewer) -> Response:
     """Tiered split of one exit (:func:`updog.finance.distribute`): return of capital →
-    preferred return (``hurdle × deal_cost``) → GP catch-up (market definition, SPEC §3.1) →
-    carry. The GP commitment is part of ``deal_cost``.
+    preferred return → GP catch-up (market definition, SPEC §3.1) → carry. The GP commitment
+    is part of ``deal_cost``.
 
     Body: ``{"terms": {"carry": 0.2, "hurdle": 0.08, "catch_up": 1.0}, "exit_proceeds":
     1500000, "deal_cost": 1000000}``, or ``"policy": {"tiers": [{"kind":
     "return_of_capital"}, {"kind": "preferred_return", "rate": 0.08}, {"kind":
     "gp_catch_up", "rate": 1.0}, {"kind": "carry", "rate": 0.2}]}`` instead of ``terms``.
+    The preferred return is ``hurdle × deal_cost`` unless ``"pref_basis": "compounded"``,
+    ``"contributions": [{"date": "2018-01-01", "amount": 1000000}, ...]`` and ``"exit_date":
+    "2023-12-31"`` are given: then it compounds annually (Actual/365) on each contribution from
+    its date to the exit (contributions sum exactly to ``deal_cost``, none after the exit;
+    422 ``VALIDATION_FAILED`` with the offending paths otherwise, also for contributions or an
+    exit date sent with the flat basis).
 
     Response: ``{"lp_distribution": "1400000.00", "gp_distribution": "100000.00",
     "total_distributed", "lp_exact", "gp_exact", "breakdown": [{"tier", "lp_amount",
     "gp_amount", "lp_exact", "gp_exact"}, ...]}`` — dollars as decimal strings, each rounded
     half-up to cents on its own (``*_exact``: unrounded, LP + GP = distributable exactly)."""
     req = await _parse(request, WaterfallRequest)
-    if (req.policy is None) == (req.terms is None):
-        path = "/terms" if req.terms is not None else "/policy"
-        raise _invalid(
-            [FieldError(path, "ONE_OF_REQUIRED", "Give exactly one of policy and terms.")]
-        )
+    errors = _waterfall_errors(req)
+    if errors:
+        raise _invalid(errors)
     policy = req.policy
     if policy is None:
         assert req.terms is not None
         terms = req.terms
         policy = await _compute(WaterfallPolicy.standard, terms.carry, terms.hurdle, terms.catch_up)
-    result = await _compute(distribute, policy, req.exit_proceeds, req.deal_cost)
+    contributions = (
+        None if req.contributions is None else [(c.date, c.amount) for c in req.contributions]
+    )
+    result = await _compute(
+        distribute,
+        policy,
+        req.exit_proceeds,
+        req.deal_cost,
+        pref_basis=req.pref_basis,
+        contributions=contributions,
+        exit_date=req.exit_date,
+    )
     return _json(result)
 
 
