@@ -294,6 +294,18 @@ def test_ledger_known_answer(client: httpx.Client) -> None:
     assert Decimal(totals["dpi"]) == Decimal("2.216") and totals["gp_clawback"] is None
 
 
+def test_ledger_catch_up(client: httpx.Client) -> None:
+    """The same exit with a full catch-up: the GP holds 20 % of the whole 15M profit, 3M, as
+    /calc/waterfall gives for the deal; catch_up 0 (the default) keeps 2.84M."""
+    body = with_(VALID["ledger"], "/config/catch_up", 1)
+    (row,) = ok(client, "ledger", body)["rows"]
+    assert (row["gp_carry"], row["lp_profit_share"]) == ("3000000.00", "12000000.00")
+    deal = {**VALID["waterfall"], "exit_proceeds": 25_000_000, "deal_cost": 10_000_000}
+    assert ok(client, "waterfall", deal)["gp_distribution"] == row["gp_carry"]
+    zero = ok(client, "ledger", with_(VALID["ledger"], "/config/catch_up", "0"))
+    assert zero == ok(client, "ledger", VALID["ledger"])
+
+
 def test_ledger_clawback_on_a_fund_below_cost(client: httpx.Client) -> None:
     body = {
         "config": {"carry": 0.2, "clawback_enabled": True},
@@ -397,6 +409,7 @@ def test_negative_amounts(client: httpx.Client, name: str, path: str, value: Any
         ("waterfall", "/terms/carry", 1.2),
         ("waterfall", "/terms/hurdle", -0.1),
         ("ledger", "/config/hurdle", "2"),
+        ("ledger", "/config/catch_up", 1.5),
         ("recycling", "/terms/cap", 1.01),
         ("moic", "/investments/0/exit_probability", 3),
         ("xirr", "/guess", -1),

@@ -4,7 +4,8 @@
 * monotonicity: more proceeds never lower the LP's or the GP's share;
 * carry never above carry rate × profit (American; European with capital paid in first;
   the ledger after its clawback);
-* the European waterfall and the ledger agree on the totals when there is one exit;
+* the European waterfall and the ledger agree on the totals when there is one exit, and the
+  ledger with one exit is `distribute` (catch-up included);
 * every reported waterfall figure is the half-up rounding of its exact (rational) value;
 * the American compounded preferred return is the European accrual of a one-deal fund, and
   never below the flat one for holding periods of a year or more;
@@ -209,6 +210,7 @@ def test_european_matches_the_ledger_with_one_year_to_a_single_exit(
 @given(
     small_ratio,
     small_ratio,
+    ratio,
     st.decimals(min_value=0, max_value=2, places=2),
     st.lists(st.tuples(st.integers(0, 40), money), max_size=4),
     st.lists(st.tuples(st.integers(0, 40), money), max_size=4),
@@ -216,6 +218,7 @@ def test_european_matches_the_ledger_with_one_year_to_a_single_exit(
 def test_ledger_carry_after_clawback_never_above_carry_times_profit(
     carry: Decimal,
     hurdle: Decimal,
+    catch_up: Decimal,
     multiple: Decimal,
     raw_contributions: list[tuple[int, Decimal]],
     raw_exits: list[tuple[int, Decimal]],
@@ -224,6 +227,7 @@ def test_ledger_carry_after_clawback_never_above_carry_times_profit(
         LedgerConfig(
             carry=carry,
             hurdle=hurdle,
+            catch_up=catch_up,
             clawback_enabled=True,
             clawback_lp_hurdle_multiple=multiple,
         ),
@@ -488,3 +492,30 @@ def test_compounded_pref_held_a_year_or_more_is_never_below_the_flat_one(
     assert compounded.gp_exact <= flat.gp_exact
     assert compounded.gp_distribution <= flat.gp_distribution
     assert compounded.lp_distribution >= flat.lp_distribution
+
+
+@PROPERTIES
+@given(
+    st.one_of(policies(), tie_prone_policies()),
+    st.integers(0, 40),
+    st.integers(0, 40),
+    money,
+    money,
+)
+def test_ledger_with_one_exit_is_distribute(
+    policy: WaterfallPolicy, start: int, held: int, capital: Decimal, proceeds: Decimal
+) -> None:
+    """The ledger's per-exit tiers (flat pref on outstanding capital, catch-up, carry) are the
+    deal-by-deal waterfall: one contribution and one exit give distribute's figures exactly."""
+    ledger = waterfall_ledger(
+        LedgerConfig(
+            carry=policy.rate(TierKind.CARRY) or 0,
+            hurdle=policy.rate(TierKind.PREFERRED_RETURN) or 0,
+            catch_up=policy.rate(TierKind.GP_CATCH_UP) or 0,
+        ),
+        [LedgerContribution(quarter=start, amount=capital)],
+        [LedgerExit(quarter=start + held, gross_proceeds=proceeds)],
+    )
+    d = distribute(policy, proceeds, capital)
+    assert ledger.totals.gp_carry_total == d.gp_distribution
+    assert ledger.totals.distributed == d.lp_distribution

@@ -1,4 +1,4 @@
-"""Unit tests for waterfall_ledger (SPEC §3.1: hurdle, recycling, fund-level clawback)."""
+"""Unit tests for waterfall_ledger (SPEC §3.1: hurdle, catch-up, recycling, fund-level clawback)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ from decimal import Decimal
 
 import pytest
 
-from updog.finance import LedgerConfig, LedgerContribution, LedgerExit, waterfall_ledger
+from updog.finance import (
+    LedgerConfig,
+    LedgerContribution,
+    LedgerExit,
+    WaterfallPolicy,
+    distribute,
+    waterfall_ledger,
+)
 
 
 def c(quarter: int, amount: float) -> LedgerContribution:
@@ -108,3 +115,75 @@ def test_no_paid_in_gives_no_ratios() -> None:
 def test_bad_input_raises(build: object) -> None:
     with pytest.raises(ValueError):
         build()  # type: ignore[operator]
+
+
+# --- GP catch-up (issue #10, item 2) -----------------------------------------------------------
+
+
+def test_a_full_catch_up_gives_the_deal_by_deal_split_of_distribute() -> None:
+    """50M in, 100M out, 8 % hurdle, 20 % carry. Without a catch-up the ledger gives the GP
+    20 % of (50M − 4M) = 9.2M; with a full catch-up it is 10.0M (20 % of the whole profit),
+    exactly what distribute gives the same deal."""
+    contributions, exits = [c(0, 50e6)], [x(4, 100e6)]
+    without = waterfall_ledger(LedgerConfig(carry="0.2", hurdle="0.08"), contributions, exits)
+    assert without.totals.gp_carry_total == Decimal("9200000.00")
+    ledger = waterfall_ledger(
+        LedgerConfig(carry="0.2", hurdle="0.08", catch_up="1"), contributions, exits
+    )
+    deal = distribute(WaterfallPolicy.standard(carry="0.2", hurdle="0.08"), 100e6, 50e6)
+    assert (deal.lp_distribution, deal.gp_distribution) == (
+        Decimal("90000000.00"),
+        Decimal("10000000.00"),
+    )
+    (row,) = ledger.rows
+    assert row.gp_carry == ledger.totals.gp_carry_total == deal.gp_distribution
+    assert row.lp_capital_return + row.lp_profit_share == deal.lp_distribution
+    assert ledger.totals.distributed == deal.lp_distribution
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "proceeds", "gp"),
+    [
+        ("0.5", "1150000", "30000.00"),  # past the tier 0.2·80,000/0.3: 20 % of 150,000
+        ("0.5", "1120000", "20000.00"),  # inside the tier: half of 40,000
+        ("0.2", "1500000", "84000.00"),  # at the carry rate it never closes
+        ("1", "1050000", "0.00"),  # inside the pref
+    ],
+)
+def test_partial_catch_ups_follow_the_market_definition(
+    catch_up: str, proceeds: str, gp: str
+) -> None:
+    config = LedgerConfig(carry="0.2", hurdle="0.08", catch_up=catch_up)
+    ledger = waterfall_ledger(config, [c(0, 1e6)], [x(2, float(proceeds))])
+    deal = distribute(
+        WaterfallPolicy.standard(carry="0.2", hurdle="0.08", catch_up=catch_up),
+        Decimal(proceeds),
+        1_000_000,
+    )
+    assert ledger.totals.gp_carry_total == deal.gp_distribution == Decimal(gp)
+    assert ledger.totals.distributed == deal.lp_distribution
+
+
+def test_catch_up_applies_per_exit_on_the_outstanding_capital() -> None:
+    """Two exits: the first returns 600k of 1M (no profit), the second 900k: 400k capital,
+    pref 8 % of the 400k still out = 32,000, catch-up 8,000, then 20 % of 460,000."""
+    config = LedgerConfig(carry="0.2", hurdle="0.08", catch_up="1")
+    r = waterfall_ledger(config, [c(0, 1e6)], [x(4, 600_000), x(8, 900_000)])
+    assert [row.gp_carry for row in r.rows] == [Decimal("0.00"), Decimal("100000.00")]
+    assert r.totals.distributed == Decimal("1400000.00")
+
+
+def test_catch_up_zero_is_the_default_and_changes_nothing() -> None:
+    contributions, exits = [c(1, 500_000), c(2, 500_000)], [x(4, 800_000), x(8, 1.5e6)]
+    default = waterfall_ledger(LedgerConfig(carry="0.2", hurdle="0.08"), contributions, exits)
+    explicit = waterfall_ledger(
+        LedgerConfig(carry="0.2", hurdle="0.08", catch_up="0"), contributions, exits
+    )
+    assert default == explicit
+    assert LedgerConfig(carry="0.2").catch_up == 0
+
+
+@pytest.mark.parametrize("catch_up", ["-0.1", "1.5", "NaN"])
+def test_catch_up_out_of_range_raises(catch_up: str) -> None:
+    with pytest.raises(ValueError):
+        LedgerConfig(carry="0.2", catch_up=catch_up)

@@ -7,9 +7,16 @@ contribution dated in or before its quarter is paid in. For an exit of gross pro
 (dollars) with ``O = max(0, paid_in − distributed)`` the LP's capital still outstanding:
 
 1. *capital return*: ``R = min(G, O)`` to the LP;
-2. *profit*: ``X = G − R``; the hurdle is a flat preferred return on the outstanding capital,
-   ``H = hurdle × O``; the GP's carry is ``carry × max(0, X − H)`` and the LP keeps
-   ``X − carry`` (no catch-up: deal-by-deal carry on the excess over the hurdle);
+2. *profit*: ``X = G − R`` goes through the deal-by-deal tiers of
+   :func:`updog.finance.distribute`: the LP first gets the preferred return, flat on the
+   outstanding capital, ``P = min(X, hurdle × O)``; then the GP catch-up at rate ``catch_up``
+   under the market definition (SPEC §3.1: the GP takes ``catch_up`` of each dollar until it
+   holds ``carry`` × (P + tier), a tier of ``carry · P / (catch_up − carry)`` dollars; with
+   ``catch_up <= carry`` the tier takes all that remains); then the rest is split ``carry`` /
+   ``1 − carry``. The GP's carry is what the catch-up and carry tiers give it (the tier logic
+   is :func:`updog.finance.waterfall.catch_up_and_carry`, not rounded before the split) and
+   the LP keeps ``X − carry``. With ``catch_up = 0`` (the default) there is no catch-up tier:
+   the carry is ``carry × max(0, X − hurdle × O)``;
 3. *recycling* (optional): in quarters ``<= recycling_window_quarters`` the fund keeps
    ``min(take_rate × (R + LP profit), cap − recycled so far)`` of the LP's share to re-invest,
    where ``cap = recycling_cap × committed``; recycled dollars are not distributed, so the LP's
@@ -29,7 +36,8 @@ returned is carried at cost); both None when nothing was paid in. Money is round
 cents at the end, each figure on its own; ratios are computed from the unrounded figures.
 
 Sources: ILPA Principles 3.0 (2019), "Clawback" and "Recycling"; Metrick & Yasuda (2010) §2.3
-(deal-by-deal carry and its clawback).
+(deal-by-deal carry, the catch-up and the clawback); SPEC §3.1 (the catch-up's market
+definition).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from updog.finance._decimal import CONTEXT, ZERO, Money, NonNegative, Ratio, round_cents
+from updog.finance.waterfall import catch_up_and_carry
 
 __all__ = [
     "LedgerConfig",
@@ -56,14 +65,19 @@ __all__ = [
 class LedgerConfig(BaseModel):
     """Ledger terms (ratios 0..1; the clawback multiple is a multiple of paid-in, >= 0).
 
-    Recycling needs ``recycling_cap`` and ``recycling_window_quarters`` when enabled;
-    ``committed`` (dollars) is the base of the cap and defaults to the total contributions.
+    ``carry`` is the GP's share above the hurdle, ``hurdle`` the flat preferred return on the
+    outstanding capital per exit, ``catch_up`` the GP's share of each dollar in the catch-up
+    tier (0 = no catch-up tier, the default; 1 = full catch-up; at or below ``carry`` the tier
+    never closes). Recycling needs ``recycling_cap`` and ``recycling_window_quarters`` when
+    enabled; ``committed`` (dollars) is the base of the cap and defaults to the total
+    contributions.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     carry: Ratio
     hurdle: Ratio = Decimal("0")
+    catch_up: Ratio = Decimal("0")
     recycling_enabled: bool = False
     recycling_cap: Ratio | None = None
     recycling_window_quarters: int | None = Field(default=None, ge=0)
@@ -190,6 +204,7 @@ def waterfall_ledger(
         cap_dollars = committed * (config.recycling_cap or ZERO)
         window = config.recycling_window_quarters or 0
         carry = config.carry
+        catch_up = config.catch_up if config.catch_up > 0 else None
         paid_in = distributed = recycled = carry_total = ZERO
         next_contribution = 0
         exact_rows: list[dict[str, Decimal | int | None]] = []
@@ -222,7 +237,10 @@ def waterfall_ledger(
             outstanding = max(ZERO, paid_in - distributed)
             capital_return = min(gross, outstanding)
             profit = gross - capital_return
-            gp_carry = carry * max(ZERO, profit - config.hurdle * outstanding)
+            pref = min(profit, config.hurdle * outstanding)
+            gp_carry = catch_up_and_carry(
+                profit - pref, carry=carry, catch_up=catch_up, pref_paid=pref
+            ).gp
             lp_profit = profit - gp_carry
             carry_total += gp_carry
             recycled_amount = ZERO

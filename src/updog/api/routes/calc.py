@@ -621,11 +621,14 @@ async def calc_waterfall(request: Request, identity: Identity = Viewer) -> Respo
 async def calc_ledger(request: Request, identity: Identity = Viewer) -> Response:
     """The distribution ledger (:func:`updog.finance.waterfall_ledger`).
 
-    Body: ``{"config": {"carry": 0.2, "hurdle": 0.08, "recycling_enabled": false,
+    Body: ``{"config": {"carry": 0.2, "hurdle": 0.08, "catch_up": 0, "recycling_enabled": false,
     "recycling_cap": 0.15, "recycling_window_quarters": 20, "recycling_take_rate": 1.0,
     "committed": 100000000, "clawback_enabled": true, "clawback_lp_hurdle_multiple": 1.0},
     "contributions": [{"quarter": 0, "amount": 10000000}, ...], "exits": [{"quarter": 8,
-    "gross_proceeds": 25000000}, ...]}`` (quarter 0 = the fund's first quarter).
+    "gross_proceeds": 25000000}, ...]}`` (quarter 0 = the fund's first quarter). Per exit,
+    after the return of capital the LP gets ``hurdle`` × outstanding capital, then the GP
+    catch-up at ``catch_up`` (0, the default: none; market definition, SPEC §3.1), then the
+    carry split — the tiers of ``/calc/waterfall``.
 
     Response: ``{"rows": [{"quarter", "gross_proceeds", "lp_capital_return",
     "lp_profit_share", "gp_carry", "recycled_amount", "gp_clawback", "paid_in",
