@@ -365,6 +365,25 @@ def test_lp_metrics(client: httpx.Client) -> None:
     assert [w["code"] for w in empty["warnings"]] == ["ZERO_CONTRIBUTIONS"]
 
 
+def test_lp_metrics_count_realized_proceeds_and_name_fund_level_events(
+    client: httpx.Client,
+) -> None:
+    extra = [
+        {"id": 3, "event_type": "realized_proceeds", "amount": 2_000_000},
+        {"id": 4, "event_type": "portfolio_investment", "amount": 7_000_000},
+        {"id": 5, "event_type": "fund_expense", "amount": "125000.00"},
+    ]
+    events = VALID["lp-metrics"]["events"] + [
+        {**e, "event_date": "2023-06-30", "status": "approved"} for e in extra
+    ]
+    r = ok(client, "lp-metrics", {**VALID["lp-metrics"], "events": events})
+    assert r["distributions"] == "7000000.00" and Decimal(r["dpi"]) == Decimal("0.7")
+    assert [w["code"] for w in r["warnings"]] == ["EXCLUDED_FUND_LEVEL_EVENTS"]
+    assert "fund_expense ids 5" in r["warnings"][0]["message"]
+    base = ok(client, "lp-metrics", VALID["lp-metrics"])
+    assert r["net_irr"] > base["net_irr"]
+
+
 # -- authentication ---------------------------------------------------------------------
 
 

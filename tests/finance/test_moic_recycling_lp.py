@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 
@@ -230,3 +231,110 @@ def test_lp_metrics_bad_input_raises() -> None:
         mark(1, -5, AS_OF)
     with pytest.raises(ValueError, match="unique"):
         lp_metrics([ev(1, "lp_capital_call", 1, AS_OF)] * 2, [], AS_OF)
+
+
+# --- realized proceeds count; nothing is dropped without a warning (issue #10, item 3) ---------
+
+
+def test_realized_proceeds_are_distributions() -> None:
+    """SPEC §3.1: distributions = lp_distribution + realized_proceeds."""
+    events = [
+        ev(1, "lp_capital_call", 4_000_000, date(2024, 1, 1)),
+        ev(2, "lp_distribution", 1_000_000, date(2024, 6, 1)),
+        ev(3, "realized_proceeds", 2_000_000, date(2024, 9, 1)),
+    ]
+    m = lp_metrics(events, [mark(1, 3_000_000, date(2024, 12, 31))], AS_OF)
+    assert m.distributions == Decimal("3000000.00")
+    assert (m.dpi, m.rvpi, m.tvpi, m.moic) == (
+        Decimal("0.75"),
+        Decimal("0.75"),
+        Decimal("1.5"),
+        Decimal("1.5"),
+    )
+    assert m.warnings == ()
+
+
+def test_realized_proceeds_enter_the_net_irr_as_inflows() -> None:
+    """−1M on 2023-01-01, +1.21M of realized proceeds on 2025-01-01 (731 days): the IRR is
+    1.21^(365/731) − 1, the same as for an lp_distribution of the same amount."""
+    as_of = date(2025, 1, 1)
+    call = ev(1, "lp_capital_call", 1_000_000, date(2023, 1, 1))
+    realized = lp_metrics([call, ev(2, "realized_proceeds", 1_210_000, as_of)], [], as_of)
+    distributed = lp_metrics([call, ev(2, "lp_distribution", 1_210_000, as_of)], [], as_of)
+    assert realized.net_irr == pytest.approx(1.21 ** (365 / 731) - 1, rel=1e-10)
+    assert realized.net_irr == distributed.net_irr
+    assert realized.dpi == distributed.dpi == Decimal("1.21")
+
+
+def test_fund_level_events_are_excluded_with_a_warning() -> None:
+    events = [
+        ev(1, "lp_capital_call", 2_000_000, date(2024, 1, 1)),
+        ev(2, "portfolio_investment", 1_500_000, date(2024, 2, 1)),
+        ev(3, "fund_expense", 50_000, date(2024, 3, 1)),
+        ev(4, "portfolio_investment", 400_000, date(2024, 4, 1)),
+        ev(5, "fund_expense", 10_000, date(2024, 5, 1), status="draft"),  # warned as non-live
+        ev(6, "lp_distribution", 500_000, date(2024, 6, 1)),
+    ]
+    m = lp_metrics(events, [], AS_OF)
+    assert (m.contributions, m.distributions) == (Decimal("2000000.00"), Decimal("500000.00"))
+    assert m.warning_codes == ("EXCLUDED_NON_LIVE_EVENTS", "EXCLUDED_FUND_LEVEL_EVENTS")
+    message = m.warnings[1].message
+    assert "3 events" in message
+    assert "fund_expense ids 3" in message and "portfolio_investment ids 2, 4" in message
+    baseline = lp_metrics([events[0], events[5]], [], AS_OF)
+    assert (m.dpi, m.net_irr) == (baseline.dpi, baseline.net_irr)
+
+
+def test_a_reversed_fund_level_event_needs_no_warning() -> None:
+    events = [
+        ev(1, "lp_capital_call", 1_000_000, date(2024, 1, 1)),
+        ev(2, "fund_expense", 50_000, date(2024, 2, 1)),
+        ev(3, "reversal", 50_000, date(2024, 2, 2), reversal_of=2),
+    ]
+    assert lp_metrics(events, [], AS_OF).warnings == ()
+
+
+@pytest.mark.parametrize("target", [None, 99, 3])
+def test_a_reversal_that_reverses_nothing_is_reported(target: int | None) -> None:
+    """A reversal naming no event, an unknown one or itself changes nothing — with a warning."""
+    events = [
+        ev(1, "lp_capital_call", 1_000_000, date(2024, 1, 1)),
+        ev(2, "lp_distribution", 200_000, date(2024, 2, 1)),
+        CashFlowEvent(
+            id=3,
+            event_type="reversal",
+            amount=200_000,
+            event_date=date(2024, 2, 2),
+            status="approved",
+            reversal_of=target,
+        ),
+    ]
+    m = lp_metrics(events, [], AS_OF)
+    assert m.distributions == Decimal("200000.00")
+    assert m.warning_codes == ("UNMATCHED_REVERSALS",)
+    assert "ids 3" in m.warnings[0].message
+
+
+def test_every_event_is_counted_or_named_by_a_warning() -> None:
+    """Each event type, live and not, past and future: an event's id is in the figures or in
+    a warning's message (a reversed event through its reversal)."""
+    kinds = [
+        "lp_capital_call",
+        "lp_distribution",
+        "recallable_distribution",
+        "portfolio_investment",
+        "realized_proceeds",
+        "fund_expense",
+    ]
+    events: list[CashFlowEvent] = []
+    for kind in kinds:
+        for status in ("approved", "draft"):
+            for day in (date(2024, 3, 1), date(2025, 3, 1)):
+                events.append(ev(100 + len(events), kind, 1_000 * (len(events) + 1), day, status))
+    m = lp_metrics(events, [], AS_OF)
+    named = {int(n) for w in m.warnings for n in re.findall(r"\b\d+\b", w.message)}
+    in_account = {"lp_capital_call", "lp_distribution", "recallable_distribution"}
+    in_account.add("realized_proceeds")
+    for e in events:
+        counted = e.status == "approved" and e.event_date <= AS_OF and e.event_type in in_account
+        assert counted or e.id in named, e

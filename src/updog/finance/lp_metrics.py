@@ -10,9 +10,12 @@ direction:
 * contributions ``C = Σ lp_capital_call − Σ recallable_distribution`` (a recallable
   distribution returns capital the fund may call again, so it nets down paid-in capital and is
   not a distribution);
-* distributions ``D = Σ lp_distribution``;
-* ``portfolio_investment``, ``realized_proceeds`` and ``fund_expense`` are fund-level flows and
-  do not enter the LP's account.
+* distributions ``D = Σ lp_distribution + Σ realized_proceeds`` (SPEC §3.1);
+* every other type — ``portfolio_investment`` and ``fund_expense`` today — is a fund-level flow
+  that does not enter the LP's account: such events are left out of the metrics, never
+  silently: warning ``EXCLUDED_FUND_LEVEL_EVENTS`` lists them;
+* a ``reversal`` removes the event named by its ``reversal_of``; one that names no event (or
+  another reversal) removes nothing and is reported (``UNMATCHED_REVERSALS``).
 
 **Marks**: live marks (``approved``/``locked``) with ``mark_date <= as_of``; per company the
 latest mark date wins (ties: the higher id); a mark without a company is a position of its own.
@@ -24,15 +27,18 @@ NAV is the sum of the selected fair values. Live marks dated after ``as_of`` are
 (warning ``ZERO_CONTRIBUTIONS``) or ``C < 0`` (``NEGATIVE_CONTRIBUTIONS``).
 
 **Net IRR**: :func:`updog.finance.xirr` (Actual/365) of the LP's cash flows — calls negative,
-distributions and recallable distributions positive on their dates — plus the NAV as an
-inflow on ``as_of``.
+distributions (``lp_distribution`` and ``realized_proceeds``) and recallable distributions
+positive on their dates — plus the NAV as an inflow on ``as_of``.
 
 Money is rounded half-up to cents at the end; ratios are unrounded Decimals.
 
-Warnings (codes): ``EXCLUDED_NON_LIVE_EVENTS`` (events neither live nor reversed),
-``EXCLUDED_FUTURE_EVENTS`` (live events after ``as_of``), ``EXCLUDED_NON_LIVE_MARKS`` (marks
-on or before ``as_of`` that are neither live, superseded nor reversed), ``ZERO_CONTRIBUTIONS``,
-``NEGATIVE_CONTRIBUTIONS``.
+Warnings (codes, in this order): ``EXCLUDED_NON_LIVE_EVENTS`` (events neither live nor
+reversed), ``EXCLUDED_FUTURE_EVENTS`` (live events after ``as_of``),
+``EXCLUDED_FUND_LEVEL_EVENTS`` (counted events of a type that does not enter the LP's account),
+``UNMATCHED_REVERSALS`` (live reversals on or before ``as_of`` that name no other non-reversal
+event), ``EXCLUDED_NON_LIVE_MARKS`` (marks on or before ``as_of`` that are neither live,
+superseded nor reversed), ``ZERO_CONTRIBUTIONS``, ``NEGATIVE_CONTRIBUTIONS``. So every event is
+either in the figures or named by a warning (reversed events excepted: their reversal is).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal, localcontext
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,6 +54,8 @@ from updog.finance._decimal import CONTEXT, ZERO, Money, NonNegative, round_cent
 from updog.finance.xirr import xirr_result
 
 __all__ = [
+    "DISTRIBUTION_TYPES",
+    "LP_FLOWS",
     "CashFlowEvent",
     "LpMetrics",
     "MetricWarning",
@@ -69,6 +77,16 @@ MarkStatus = Literal["draft", "approved", "locked", "superseded", "reversed"]
 Confidence = Literal["high", "medium", "low"]
 
 _LIVE = frozenset({"approved", "locked"})
+#: The event types that enter the LP's capital account and their direction for the LP: -1 paid
+#: in, +1 received. Every other type is a fund-level flow (excluded with a warning).
+LP_FLOWS: Final[Mapping[str, int]] = {
+    "lp_capital_call": -1,
+    "recallable_distribution": 1,
+    "lp_distribution": 1,
+    "realized_proceeds": 1,
+}
+#: The types summed as distributions (SPEC §3.1).
+DISTRIBUTION_TYPES: Final[tuple[str, ...]] = ("lp_distribution", "realized_proceeds")
 
 
 class CashFlowEvent(BaseModel):
@@ -139,6 +157,16 @@ def lp_metrics(
 ) -> LpMetrics:
     """DPI, RVPI, TVPI, MOIC and net IRR as of ``as_of`` (rules in the module docstring).
 
+    Args:
+        events: the fund's cash-flow events (amounts are magnitudes in dollars; the type gives
+            the direction), ids unique.
+        marks: fair-value marks (dollars), ids unique.
+        as_of: the reporting date; later events and marks are left out (with a warning).
+
+    Returns:
+        :class:`LpMetrics`: money rounded half-up to cents, ratios unrounded, ``net_irr`` an
+        annual rate (ratio) or None, and every exclusion named in ``warnings``.
+
     Raises:
         ValueError: an event or mark that is not of the right type, duplicate ids.
     """
@@ -175,8 +203,34 @@ def lp_metrics(
             )
         )
     live = [e for e in live if e.event_date <= as_of]
-    reversed_ids = {e.reversal_of for e in live if e.event_type == "reversal"}
+    reversals = [e for e in live if e.event_type == "reversal"]
+    reversible = {e.id for e in events if e.event_type != "reversal"}
+    unmatched = [e.id for e in reversals if e.reversal_of not in reversible]
+    reversed_ids = {e.reversal_of for e in reversals}
     counted = [e for e in live if e.event_type != "reversal" and e.id not in reversed_ids]
+    fund_level: dict[str, list[int]] = {}
+    for e in counted:
+        if e.event_type not in LP_FLOWS:
+            fund_level.setdefault(e.event_type, []).append(e.id)
+    if fund_level:
+        listed = "; ".join(f"{kind} ids {_ids(ids)}" for kind, ids in sorted(fund_level.items()))
+        warnings.append(
+            MetricWarning(
+                code="EXCLUDED_FUND_LEVEL_EVENTS",
+                message=f"{sum(map(len, fund_level.values()))} events are fund-level flows that "
+                f"do not enter the LP's capital account and were excluded: {listed}",
+            )
+        )
+    if unmatched:
+        warnings.append(
+            MetricWarning(
+                code="UNMATCHED_REVERSALS",
+                message=f"{len(unmatched)} reversals name no event they could reverse "
+                f"(reversal_of missing, unknown or itself a reversal) and changed nothing: "
+                f"ids {_ids(unmatched)}",
+            )
+        )
+    counted = [e for e in counted if e.event_type in LP_FLOWS]
 
     non_live_marks = [
         m.id
@@ -211,7 +265,7 @@ def lp_metrics(
             return sum((abs(e.amount) for e in counted if e.event_type == kind), ZERO)
 
         contributions = total("lp_capital_call") - total("recallable_distribution")
-        distributions = total("lp_distribution")
+        distributions = sum((total(kind) for kind in DISTRIBUTION_TYPES), ZERO)
         nav = sum((m.fair_value for m in selected.values()), ZERO)
         dpi = rvpi = tvpi = moic = None
         if contributions == 0:
@@ -238,12 +292,8 @@ def lp_metrics(
     dates: list[date] = []
     amounts: list[float] = []
     for e in counted:
-        sign = {"lp_capital_call": -1, "lp_distribution": 1, "recallable_distribution": 1}.get(
-            e.event_type
-        )
-        if sign is not None:
-            dates.append(e.event_date)
-            amounts.append(sign * float(abs(e.amount)))
+        dates.append(e.event_date)
+        amounts.append(LP_FLOWS[e.event_type] * float(abs(e.amount)))
     if nav > 0:
         dates.append(as_of)
         amounts.append(float(nav))

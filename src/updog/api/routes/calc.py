@@ -728,7 +728,10 @@ async def calc_lp_metrics(request: Request, identity: Identity = Viewer) -> Resp
     "confidence": "high", "company_id": 7}, ...], "as_of": "2024-12-31"}`` — event types
     ``lp_capital_call``, ``lp_distribution``, ``recallable_distribution``, ``reversal``,
     ``portfolio_investment``, ``realized_proceeds``, ``fund_expense``; only ``approved`` or
-    ``locked`` events and marks count; ids unique.
+    ``locked`` events and marks count; ids unique. Distributions are ``lp_distribution`` +
+    ``realized_proceeds``; ``portfolio_investment`` and ``fund_expense`` do not enter the LP's
+    account and are listed in an ``EXCLUDED_FUND_LEVEL_EVENTS`` warning (no event is dropped
+    without a warning).
 
     Response: ``{"as_of", "contributions", "distributions", "nav", "dpi", "rvpi", "tvpi",
     "moic", "net_irr", "net_irr_converges", "mark_confidence_mix", "excluded_future_marks",
