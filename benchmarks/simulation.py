@@ -29,8 +29,8 @@ def _measure(fund: str, runs: int, repeat: int, workers: int) -> dict[str, float
     import numpy as np
     import yaml
 
-    from updog.model.plan import build_plan
-    from updog.model.spec import load_spec
+    from updog.model.construction import build_plan
+    from updog.model.validation import load_spec
     from updog.simulation import simulate
     from updog.simulation.executors import ProcessPoolMap
 

@@ -9,7 +9,8 @@ import numpy as np
 import yaml
 
 from updog.model.fund_cash import PortfolioFlows
-from updog.model.spec import FundSpec, load_spec
+from updog.model.spec import FundSpec
+from updog.model.validation import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

@@ -10,7 +10,7 @@ import pytest
 from jobs_support import seed_fund_spec
 
 from updog.jobs.compute import ExecutorConfig, Limits, run_limited
-from updog.model.spec import load_spec
+from updog.model.validation import load_spec
 from updog.simulation import BLOCK_SIZE, simulate
 
 LIMITS = Limits(time_seconds=120, memory_bytes=2**30)

@@ -21,7 +21,7 @@ from jobs_support import seed_fund_spec
 from api.api_support import LiveServer
 from updog.jobs.compute import ExecutorConfig, Limits
 from updog.jobs.worker import Worker, WorkerConfig
-from updog.model.spec import load_spec
+from updog.model.validation import load_spec
 from updog.simulation import BLOCK_SIZE, simulate
 from updog.simulation.dask_executor import DaskExecutor
 

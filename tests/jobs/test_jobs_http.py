@@ -22,7 +22,7 @@ from jobs_support import LEASE, job_row, seed_fund_spec, wait_for
 
 from api.api_support import LiveServer, assert_problem, make_account
 from updog.jobs import queue
-from updog.model.spec import load_spec
+from updog.model.validation import load_spec
 from updog.simulation import simulate
 
 pytestmark = pytest.mark.db

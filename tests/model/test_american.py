@@ -15,7 +15,7 @@ from updog.finance import WaterfallPolicy, distribute
 from updog.model.american import deal_gp_share
 from updog.model.forecast import run_forecast
 from updog.model.fund_cash import run_fund_cash
-from updog.model.plan import build_plan
+from updog.model.construction import build_plan
 from updog.model.spec import FundSpec
 from updog.simulation import simulate
 

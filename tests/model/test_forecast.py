@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from engine_support import EXAMPLES, FIXTURE_FUNDS, load_yaml, minimal_spec_json, portfolio_flows
 from updog.model.forecast import run_forecast
 from updog.model.fund_cash import ConservationError, run_fund_cash
-from updog.model.plan import build_plan, event_time_pmf, quarter_end, quarter_label
+from updog.model.construction import build_plan
+from updog.model.plan import event_time_pmf, quarter_end, quarter_label
 from updog.model.spec import FundSpec
 
 CENT = 0.01
@@ -253,7 +254,7 @@ def test_invariants_hold_for_random_funds(p: dict[str, Any]) -> None:
 
 
 def test_too_many_companies_is_refused_at_publish() -> None:
-    from updog.model.spec import validate_publish
+    from updog.model.validation import validate_publish
 
     data = minimal_spec_json(
         construction={"allocations": [{"stage": "seed", "share": 1.0, "initial_check": 100}]}

@@ -29,7 +29,8 @@ from updog.finance import (
     european_waterfall,
 )
 from updog.model.fund_cash import FundCash, run_fund_cash
-from updog.model.plan import Plan, build_plan
+from updog.model.construction import build_plan
+from updog.model.plan import Plan
 from updog.model.spec import FundSpec
 
 CENT = 0.01

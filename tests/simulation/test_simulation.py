@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from engine_support import EXAMPLES, FIXTURE_FUNDS, load_yaml, minimal_spec_json
 from updog.model.forecast import run_forecast
-from updog.model.plan import build_plan
+from updog.model.construction import build_plan
 from updog.model.spec import FundSpec
 from updog.simulation import BLOCK_SIZE, simulate
 from updog.simulation.engine import block_sizes, run_block

@@ -15,7 +15,8 @@ import click
 import yaml
 
 from updog.model.forecast import run_forecast
-from updog.model.spec import FundSpec, SpecError, load_spec
+from updog.model.spec import FundSpec, SpecError
+from updog.model.validation import load_spec
 from updog.simulation import simulate
 from updog.simulation.engine import MAX_RUNS, MIN_RUNS
 

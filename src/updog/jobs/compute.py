@@ -230,7 +230,7 @@ def _compute_main(
         except (BrokenPipeError, EOFError, OSError):
             os._exit(3)  # the worker is gone: nobody wants this result any more
 
-    from updog.model.spec import load_spec
+    from updog.model.validation import load_spec
     from updog.simulation import simulate
 
     _limit_memory(memory_bytes)

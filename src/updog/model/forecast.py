@@ -1,19 +1,9 @@
-"""The deterministic forecast (SPEC §3.2): the exact expectation of the sampled model.
+"""The deterministic forecast (SPEC §3.2): the construction model in expectation.
 
-Companies enter per the plan (:mod:`updog.model.plan`). Instead of drawing each company's fate,
-this engine propagates *expected mass*: for every company, stage and quarter, the expected
-number of entries into that stage (``mass``), the expected ownership carried in
-(``ownership``, a fraction of the company × probability) and the expected cost. A stage's
-entries leave it by graduation, exit or failure with the stage's probabilities, spread over the
-quarters by the event-time distribution. Follow-ons at graduation are the expectation of the
-sampled rule (participation × pro-rata cheque, or participation × fixed cheque), funded from the
-reserve budget in time order. Exits realise the stage's mean exit multiple on the stage's
-post-money; NAV marks surviving companies at ownership × the latest round's post-money. A fund
-that is not evergreen liquidates what is left at its NAV in its last quarter.
-
-Everything up to the reserve budget is linear in the outcomes, so gross proceeds, investments
-and paid-in are the exact means of the Monte Carlo engine while the budget does not bind
-(checked by the convergence test).
+:func:`run_forecast` solves the plan (:mod:`updog.model.construction`), whose last expected run
+(:mod:`updog.model.expected`) is the forecast, and reports it quarter by quarter with the
+construction behind it: budgets, planned reserves against the stage ladder's expected need,
+companies per entry stage, the value that came from the end of the term, and warnings.
 """
 
 from __future__ import annotations
@@ -27,173 +17,14 @@ from numpy.typing import NDArray
 
 from updog import ENGINE_VERSION
 from updog.finance import xirr
-from updog.model.american import deal_gp_share
+from updog.model.construction import companies_by_stage, end_value_share, solve_plan
 from updog.model.faults import FaultPlan
-from updog.model.fund_cash import FundCash, PortfolioFlows, run_fund_cash
+from updog.model.fund_cash import FundCash, PortfolioFlows
 from updog.model.guards import check_forecast
-from updog.model.plan import Plan, build_plan, quarter_end, quarter_label
-from updog.model.spec import FundSpec, WaterfallType
+from updog.model.plan import quarter_end, quarter_label
+from updog.model.spec import FundSpec
 
 Array = NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class CompanyCounts:
-    """Expected company counts: entered, graduated out of each stage (by stage name), exited,
-    failed (written off) and still held (or liquidated) at the horizon."""
-
-    initial: float
-    graduated: dict[str, float]
-    exited: float
-    failed: float
-    held_at_horizon: float
-
-
-@dataclass(frozen=True)
-class PortfolioResult:
-    """Portfolio flows (shape (paths, quarters)), reserve usage (dollars, shape (paths,)),
-    company counts (expected counts for the deterministic engine) and, for sampled
-    portfolios, each investment's gross multiple (value realised or held at the horizon over
-    cost, shape (paths, companies))."""
-
-    flows: PortfolioFlows
-    reserves_used: Array
-    counts: CompanyCounts | None = None
-    company_multiple: Array | None = None
-
-
-def survival(plan: Plan, stage: int) -> Array:
-    """P(no event yet τ quarters after entering ``stage``), τ = 0..K; shape (K + 1,)."""
-    st = plan.stages
-    g = st.graduation_pmf[stage]
-    e = st.exit_pmf[stage]
-    n = max(len(g), len(e))
-    pg, pe = st.graduation_rate[stage], st.exit_rate[stage]
-    pf = 1.0 - pg - pe
-    events = np.zeros(n)
-    events[: len(g)] += (pg + pf) * g
-    events[: len(e)] += pe * e
-    return np.clip(1.0 - np.cumsum(events), 0.0, 1.0)
-
-
-def expected_portfolio(spec: FundSpec, plan: Plan) -> PortfolioResult:
-    """Expected portfolio flows of the plan; arrays of shape (1, quarters)."""
-    quarters = plan.quarters
-    st = plan.stages
-    co = plan.companies
-    n_comp, n_stage = len(co.entry_quarter), len(st.round_size)
-    shape = (n_comp, n_stage, quarters)
-    mass, own, cost = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    g_mass, g_own, g_cost = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    invested_initial = np.zeros(quarters)
-    invested_follow_on = np.zeros(quarters)
-    proceeds = np.zeros(quarters)
-    exited = np.zeros(quarters)
-    american = spec.waterfall.type == WaterfallType.american
-    terms = (spec.waterfall.carry, spec.waterfall.hurdle, spec.waterfall.catch_up)
-    deal_carry = np.zeros(quarters)
-    failed = np.zeros(quarters)
-
-    idx = np.arange(n_comp)
-    mass[idx, co.entry_stage, co.entry_quarter] += 1.0
-    own[idx, co.entry_stage, co.entry_quarter] += co.initial_check / st.post_money[co.entry_stage]
-    cost[idx, co.entry_stage, co.entry_quarter] += co.initial_check
-    np.add.at(invested_initial, co.entry_quarter, co.initial_check)
-
-    reserves_left = plan.reserves_planned
-    round_frac = st.round_size / st.post_money  # new money / post-money, shape (stages,)
-    part = co.participation[:, None]
-    for q in range(quarters):
-        gm, gw = g_mass[:, :, q], g_own[:, :, q]
-        if gm.any():
-            demand = np.where(
-                co.pro_rata[:, None],
-                part * gw * st.round_size[None, :],
-                part * gm * co.follow_on_check[:, None],
-            )
-            total = float(demand.sum())
-            phi = min(1.0, reserves_left / total) if total > 0.0 else 0.0
-            funded = phi * demand
-            reserves_left -= float(funded.sum())
-            invested_follow_on[q] += float(funded.sum())
-            mass[:, :, q] += gm
-            own[:, :, q] += gw * (1.0 - round_frac)[None, :] + funded / st.post_money[None, :]
-            cost[:, :, q] += g_cost[:, :, q] + funded
-        for s in range(n_stage):
-            m = mass[:, s, q]
-            if not m.any():
-                continue
-            w_total = float(own[:, s, q].sum())
-            m_total = float(m.sum())
-            pg, pe = st.graduation_rate[s], st.exit_rate[s]
-            pf = 1.0 - pg - pe
-            gp = st.graduation_pmf[s]
-            hi = min(quarters, q + len(gp))
-            span = gp[1 : hi - q]
-            if pg > 0.0 and s + 1 < n_stage and hi > q + 1:
-                g_mass[:, s + 1, q + 1 : hi] += pg * m[:, None] * span[None, :]
-                g_own[:, s + 1, q + 1 : hi] += pg * own[:, s, q][:, None] * span[None, :]
-                g_cost[:, s + 1, q + 1 : hi] += pg * cost[:, s, q][:, None] * span[None, :]
-            if hi > q + 1:
-                failed[q + 1 : hi] += pf * m_total * span
-            ep = st.exit_pmf[s]
-            hi = min(quarters, q + len(ep))
-            if pe > 0.0 and hi > q + 1:
-                espan = ep[1 : hi - q]
-                exited[q + 1 : hi] += pe * m_total * espan
-                value = st.mean_multiple[s] * st.post_money[s]
-                proceeds[q + 1 : hi] += pe * w_total * value * espan
-                if american:
-                    # Split of each company's expected exit against its expected cost.
-                    alive = m > 0.0
-                    per_company = deal_gp_share(
-                        own[alive, s, q] / m[alive] * value,
-                        cost[alive, s, q] / m[alive],
-                        *terms,
-                    )
-                    deal_carry[q + 1 : hi] += pe * float((m[alive] * per_company).sum()) * espan
-
-    nav = np.zeros(quarters)
-    cost_unrealised = np.zeros(quarters)
-    held = np.zeros(quarters)
-    for s in range(n_stage):
-        surv = survival(plan, s)
-        stage_nav = st.post_money[s] * np.convolve(own[:, s, :].sum(axis=0), surv)[:quarters]
-        stage_cost = np.convolve(cost[:, s, :].sum(axis=0), surv)[:quarters]
-        stage_held = np.convolve(mass[:, s, :].sum(axis=0), surv)[:quarters]
-        nav += stage_nav
-        cost_unrealised += stage_cost
-        held += stage_held
-        if american and not spec.evergreen and stage_held[-1] > 0.0:
-            per_company = deal_gp_share(
-                np.array([stage_nav[-1] / stage_held[-1]]),
-                np.array([stage_cost[-1] / stage_held[-1]]),
-                *terms,
-            )
-            deal_carry[-1] += stage_held[-1] * float(per_company[0])
-    if not spec.evergreen:
-        proceeds[-1] += nav[-1]
-        nav[-1] = 0.0
-        cost_unrealised[-1] = 0.0
-
-    graduated = {spec.stages[s].name: float(g_mass[:, s + 1, :].sum()) for s in range(n_stage - 1)}
-    counts = CompanyCounts(
-        initial=float(n_comp),
-        graduated=graduated,
-        exited=float(exited.sum()),
-        failed=float(failed.sum()),
-        held_at_horizon=float(held[-1]),
-    )
-    flows = PortfolioFlows(
-        invested_initial=invested_initial[None, :],
-        invested_follow_on=invested_follow_on[None, :],
-        gross_proceeds=proceeds[None, :],
-        nav=nav[None, :],
-        cost_unrealised=cost_unrealised[None, :],
-        deal_carry=deal_carry[None, :] if american else None,
-    )
-    used = np.array([plan.reserves_planned - reserves_left])
-    return PortfolioResult(flows=flows, reserves_used=used, counts=counts)
 
 
 QUARTER_FIELDS = (
@@ -203,7 +34,10 @@ QUARTER_FIELDS = (
     "fees",
     "expenses",
     "gross_proceeds",
+    "retained",
     "recycled",
+    "released",
+    "fund_cash",
     "lp_distributions",
     "gp_carry",
     "nav",
@@ -215,9 +49,10 @@ QUARTER_FIELDS = (
 class Forecast:
     """A deterministic forecast: per-quarter series (dollars, ratios) and a summary.
 
-    ``quarters`` holds one dict per quarter with :data:`QUARTER_FIELDS` plus ``quarter``
-    (``2025Q1``), ``date`` (quarter end), ``paid_in`` and ``distributions`` (cumulative),
-    ``dpi``, ``rvpi``, ``tvpi`` (None before any capital is paid in)."""
+    ``quarters`` holds one dict per quarter with :data:`QUARTER_FIELDS` (dollars) plus
+    ``quarter`` (``2025Q1``), ``date`` (quarter end), ``phase`` (``investment``, ``harvest``
+    or ``extension``), ``paid_in`` and ``distributions`` (cumulative), ``dpi``, ``rvpi``,
+    ``tvpi`` (None before any capital is paid in)."""
 
     summary: dict[str, Any]
     quarters: list[dict[str, Any]] = field(default_factory=list)
@@ -248,16 +83,21 @@ def gross_cash_flows(flows: PortfolioFlows, path: int = 0) -> Array:
     return out
 
 
+def _phase(spec: FundSpec, quarter: int) -> str:
+    if quarter < 4 * spec.investment_period_years:
+        return "investment"
+    return "harvest" if quarter < spec.life_quarters else "extension"
+
+
 def run_forecast(spec: FundSpec, faults: FaultPlan | None = None) -> Forecast:
     """Deterministic quarterly forecast of a validated spec (SPEC §3.2).
 
-    Raises ValueError when the plan is infeasible (fees and expenses exceed the commitment)
-    and :class:`~updog.model.guards.EngineGuardError` (``ConservationError`` included) when
-    the result fails a guard. ``faults`` injects faults for guard tests only."""
-    plan = build_plan(spec)
-    portfolio = expected_portfolio(spec, plan)
-    cash = run_fund_cash(spec, plan, portfolio.flows)
-    flows = portfolio.flows
+    Raises :class:`~updog.model.plan.PlanError` (a ValueError) when the plan is infeasible and
+    :class:`~updog.model.guards.EngineGuardError` (``ConservationError`` included) when the
+    result fails a guard. ``faults`` injects faults for guard tests only."""
+    solved = solve_plan(spec)
+    plan, portfolio = solved.plan, solved.run
+    cash, flows = portfolio.cash, portfolio.flows
     dates = [quarter_end(spec.first_close_date, q) for q in range(plan.quarters)]
 
     rows: list[dict[str, Any]] = []
@@ -270,7 +110,10 @@ def run_forecast(spec: FundSpec, faults: FaultPlan | None = None) -> Forecast:
         "fees": cash.fees[0],
         "expenses": cash.expenses[0],
         "gross_proceeds": flows.gross_proceeds[0],
+        "retained": cash.retained[0],
         "recycled": cash.recycled[0],
+        "released": cash.released[0],
+        "fund_cash": cash.fund_cash[0],
         "lp_distributions": cash.lp_distributions[0],
         "gp_carry": cash.gp_carry[0],
         "nav": flows.nav[0],
@@ -282,6 +125,7 @@ def run_forecast(spec: FundSpec, faults: FaultPlan | None = None) -> Forecast:
         row: dict[str, Any] = {
             "quarter": quarter_label(spec.first_close_date, q),
             "date": dates[q].isoformat(),
+            "phase": _phase(spec, q),
         }
         row.update({name: float(series[name][q]) for name in QUARTER_FIELDS})
         net_nav = float(cash.net_nav[0, q])
@@ -307,7 +151,9 @@ def run_forecast(spec: FundSpec, faults: FaultPlan | None = None) -> Forecast:
         "fund_size": spec.fund_size,
         "engine_version": ENGINE_VERSION,
         "quarters": plan.quarters,
+        "extension_quarters": plan.quarters - plan.invest_until if not spec.evergreen else 0,
         "paid_in": paid_in,
+        "uncalled": spec.fund_size - paid_in,
         "distributions": distributed,
         "nav": final_nav,
         "net_nav": final_net_nav,
@@ -325,6 +171,7 @@ def run_forecast(spec: FundSpec, faults: FaultPlan | None = None) -> Forecast:
         "carry": float(cash.gp_carry.sum()),
         "clawback": float(cash.clawback.sum()),
         "recycled": float(cash.recycled.sum()),
+        "retained": float(cash.retained.sum()),
         "companies": {
             "initial": counts.initial,
             "graduated": counts.graduated,
@@ -334,14 +181,28 @@ def run_forecast(spec: FundSpec, faults: FaultPlan | None = None) -> Forecast:
         },
         "reserves": {
             "planned": plan.reserves_planned,
+            "need": plan.reserve_need,
             "used": float(portfolio.reserves_used[0]),
+            "redeployed": float(portfolio.redeployed[0]),
         },
         "plan": {
+            "mode": spec.construction.mode.value,
+            "unused_reserves": spec.construction.unused_reserves.value,
             "investable": plan.investable,
             "fee_budget": plan.fee_budget,
             "expense_budget": plan.expense_budget,
+            "expected_recycling": plan.expected_recycling,
             "initial_planned": plan.initial_planned,
+            "companies_planned": int(plan.companies.planned.sum()),
+            "companies_by_stage": companies_by_stage(spec, plan),
         },
+        "end_of_term": {
+            "policy": "evergreen" if spec.evergreen else spec.end_of_term.policy.value,
+            "discount": spec.end_of_term.discount if spec.liquidates_at_end else None,
+            "value": float(portfolio.end_value[0]),
+            "share": end_value_share(portfolio),
+        },
+        "warnings": [dict(w) for w in solved.warnings],
     }
     forecast = Forecast(summary=summary, quarters=rows)
     if faults is not None:

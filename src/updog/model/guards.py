@@ -5,9 +5,10 @@ A guard never repairs a number: it raises :class:`EngineGuardError` with a reaso
 service turns that into a problem+json error with code ``ENGINE_GUARD_FAILED`` (never a 500
 and never a stored result). Checks:
 
-* forecast: every number finite; NAV ≥ 0; cumulative paid-in non-decreasing and at most the
-  commitment; DPI ≤ TVPI; cash conservation each quarter (called + recycled = invested + fees
-  + expenses; LP distributions + carry = proceeds − recycled), to one cent;
+* forecast: every number finite; NAV and fund cash ≥ 0; cumulative paid-in non-decreasing and
+  at most the commitment; DPI ≤ TVPI; cash conservation each quarter (called + recycled =
+  invested + fees + expenses; LP distributions + carry = proceeds − retained + released), to
+  one cent;
 * simulation: every number finite (None allowed where a statistic is undefined); percentiles
   monotone; sd and standard errors ≥ 0; probabilities and deal-outcome shares in [0, 1] (shares
   sum to 1); fan-chart bands ordered (p10 ≤ p50 ≤ p90) and NAV ≥ 0; the run count and the
@@ -77,8 +78,11 @@ def check_forecast(forecast: dict[str, Any], fund_size: float) -> None:
         if abs(sources - uses) > CENT:
             raise EngineGuardError(f"sources and uses differ by {sources - uses:.2f} in {where}")
         paid = row["lp_distributions"] + row["gp_carry"]
-        if abs(paid - (row["gross_proceeds"] - row["recycled"])) > CENT:
+        distributable = row["gross_proceeds"] - row["retained"] + row["released"]
+        if abs(paid - distributable) > CENT:
             raise EngineGuardError(f"distributions differ from proceeds in {where}")
+        if row["fund_cash"] < -CENT:
+            raise EngineGuardError(f"negative fund cash in {where}")
         if row["dpi"] is not None and not _le(row["dpi"], row["tvpi"]):
             raise EngineGuardError(f"DPI above TVPI in {where}")
 

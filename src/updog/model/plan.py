@@ -1,14 +1,8 @@
-"""The construction plan both engines share: company counts, entry quarters, budgets and the
-distribution of the time to a company's next event.
+"""The construction plan both engines share: candidate companies, entry quarters, budgets,
+the reserve-need tables and the distribution of the time to a company's next event.
 
-Budget rule (documented in the README): lifetime management fees are budgeted at their upper
-bound (each tier's rate × commitment for every year it is active — a called or cost basis is
-never above the commitment; a NAV basis may be, and then the fund waives the excess, see
-:mod:`updog.model.fund_cash`), expenses at their schedule. ``investable = commitment − fee
-budget − expense budget``; initial capital per allocation is ``investable × (1 − reserve_ratio)
-× share``, written as ``round(initial capital / initial_check)`` equal checks (at least one); the
-rest of ``investable`` is the reserve budget for follow-ons. So called capital never exceeds
-the commitment.
+The plan is solved by :mod:`updog.model.construction` (how many companies, what the fees and
+recycling are expected to be); this module holds its data and the pure pieces it is made of.
 
 Timing: the time from entering a stage to the next event (graduation, exit or failure) is a
 Gamma distribution with shape :data:`TIMING_SHAPE` and the stage's mean (``months_to_graduate``
@@ -16,6 +10,13 @@ for graduation and failure, ``months_to_exit`` for exit), discretised to whole q
 truncated at three means (the mass beyond, 0.2 % for shape 4, is folded into the last quarter).
 Shape 4 gives a coefficient of variation of 0.5: rounds rarely come sooner than half or later
 than twice the mean, which matches the spread of time between rounds in Carta's data.
+
+Candidates: the planned companies of each allocation enter at equal checks along the deployment
+curve over the investment period. With reserve-aware pacing (``unused_reserves: redeploy``)
+each allocation also has :data:`EXTRA_CANDIDATE_SHARE` × as many *extra* candidates placed
+along the same curve (after the planned ones of the same quarter): a path whose companies need
+less follow-on capital than planned invests in them, and one whose companies need more skips
+planned ones (see the engines).
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats  # type: ignore[import-untyped]
 
-from updog.model.spec import DeploymentCurve, FollowOn, FundSpec, expected_multiple
+from updog.model.reserves import NeedTables
+from updog.model.spec import (
+    Allocation,
+    DeploymentCurve,
+    FeeBasis,
+    FollowOn,
+    FundSpec,
+    expected_multiple,
+)
 
 #: Most initial investments a plan may hold: memory and time grow with the company count, and a
 #: larger number means a units mistake (a cheque in $M entered as dollars) more often than a fund.
@@ -37,6 +46,10 @@ MAX_COMPANIES = 1000
 TIMING_SHAPE = 4.0
 #: Truncation of the time distribution, in means.
 TIMING_TRUNCATION_MEANS = 3.0
+#: Extra candidates per planned company of an allocation under reserve-aware pacing: enough
+#: for a path whose companies need far less follow-on capital than expected (a spread of
+#: several standard deviations of the follow-on need of the example funds).
+EXTRA_CANDIDATE_SHARE = 0.5
 
 
 class PlanError(ValueError):
@@ -83,7 +96,9 @@ def quarter_label(first_close: date, quarter: int) -> str:
 
 @dataclass(frozen=True)
 class StageArrays:
-    """Per-stage parameters as arrays of shape (stages,) in the ladder's order."""
+    """Per-stage parameters as arrays of shape (stages,) in the ladder's order, the
+    event-time distributions and ``survival[s]`` = P(no event in the first τ quarters after
+    entering stage ``s``), τ = 0..K (:func:`survival`)."""
 
     round_size: NDArray[np.float64]
     post_money: NDArray[np.float64]
@@ -92,12 +107,16 @@ class StageArrays:
     mean_multiple: NDArray[np.float64]
     graduation_pmf: tuple[NDArray[np.float64], ...]
     exit_pmf: tuple[NDArray[np.float64], ...]
+    survival: tuple[NDArray[np.float64], ...]
 
 
 @dataclass(frozen=True)
 class CompanyPlan:
-    """The deterministic part of the portfolio, shapes (companies,): entry quarter, entry
-    stage index, initial check (dollars) and the follow-on terms of the company's allocation."""
+    """The candidate companies, shapes (companies,): entry quarter, entry stage index, initial
+    check (dollars), the follow-on terms and index of the company's allocation, whether it is
+    a planned company (False: an extra candidate for reserve-aware pacing), its expected
+    follow-on need at entry (dollars, from the stage ladder) and the last stage whose round the
+    fund may follow on in (its allocation's ``follow_on_rounds`` after the entry stage)."""
 
     entry_quarter: NDArray[np.int64]
     entry_stage: NDArray[np.int64]
@@ -106,24 +125,79 @@ class CompanyPlan:
     follow_on_check: NDArray[np.float64]
     participation: NDArray[np.float64]
     allocation: NDArray[np.int64]
+    planned: NDArray[np.bool_]
+    need: NDArray[np.float64]
+    last_follow_on_stage: NDArray[np.int64]
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything both engines derive from a spec before any uncertainty (dollars, quarters)."""
+    """Everything both engines derive from a spec before any uncertainty (dollars, quarters).
+
+    ``investable`` = commitment − fee budget − expense budget + expected recycling;
+    ``reinvestable_ahead[q]`` (shape (quarters,)) is the expected recycling still to come
+    after quarter ``q`` (proceeds retained later and used); ``recycling_uses_ahead[q]`` the
+    expected uses (investments, fees, expenses) from quarter ``q`` to the end of the recycling
+    period, which bounds what the fund retains. ``invest_until`` is the first
+    quarter without investments (the end of the fund's life), ``investment_quarters`` the
+    length of the investment period. ``reserves_planned`` = investable − initial planned;
+    ``reserve_need`` is the planned companies' expected follow-on need at entry."""
 
     quarters: int
+    invest_until: int
+    investment_quarters: int
     investable: float
     fee_budget: float
     expense_budget: float
+    expected_recycling: float
     initial_planned: float
     reserves_planned: float
+    reserve_need: float
     expenses: NDArray[np.float64]
+    reinvestable_ahead: NDArray[np.float64]
+    recycling_uses_ahead: NDArray[np.float64]
     stages: StageArrays
     companies: CompanyPlan
+    needs: NeedTables
 
 
-def _deployment_positions(n: int, curve: DeploymentCurve) -> NDArray[np.float64]:
+def survival(
+    graduation_rate: float,
+    exit_rate: float,
+    graduation_pmf: NDArray[np.float64],
+    exit_pmf: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """P(no event yet τ quarters after entering a stage), τ = 0..K; shape (K + 1,)."""
+    n = max(len(graduation_pmf), len(exit_pmf))
+    failure_rate = 1.0 - graduation_rate - exit_rate
+    events = np.zeros(n)
+    events[: len(graduation_pmf)] += (graduation_rate + failure_rate) * graduation_pmf
+    events[: len(exit_pmf)] += exit_rate * exit_pmf
+    out: NDArray[np.float64] = np.clip(1.0 - np.cumsum(events), 0.0, 1.0)
+    return out
+
+
+def stage_arrays(spec: FundSpec) -> StageArrays:
+    """The ladder of ``spec`` as :class:`StageArrays`."""
+    stage_list = spec.stages
+    graduation_pmf = tuple(event_time_pmf(s.months_to_graduate) for s in stage_list)
+    exit_pmf = tuple(event_time_pmf(s.months_to_exit) for s in stage_list)
+    return StageArrays(
+        round_size=np.array([s.round_size for s in stage_list]),
+        post_money=np.array([s.post_money for s in stage_list]),
+        graduation_rate=np.array([s.graduation_rate for s in stage_list]),
+        exit_rate=np.array([s.exit_rate for s in stage_list]),
+        mean_multiple=np.array([expected_multiple(s.outcomes) for s in stage_list]),
+        graduation_pmf=graduation_pmf,
+        exit_pmf=exit_pmf,
+        survival=tuple(
+            survival(s.graduation_rate, s.exit_rate, g, e)
+            for s, g, e in zip(stage_list, graduation_pmf, exit_pmf, strict=True)
+        ),
+    )
+
+
+def deployment_positions(n: int, curve: DeploymentCurve) -> NDArray[np.float64]:
     """Fractions of the investment period (0..1) at which ``n`` companies enter."""
     u = (np.arange(n, dtype=np.float64) + 0.5) / n
     if curve == DeploymentCurve.front:
@@ -133,12 +207,24 @@ def _deployment_positions(n: int, curve: DeploymentCurve) -> NDArray[np.float64]
     return u
 
 
-def fee_budget(spec: FundSpec) -> float:
-    """Upper bound of lifetime management fees, dollars: Σ tiers rate × commitment × years."""
-    life = spec.horizon_years if spec.evergreen else spec.fund_life_years
+def fee_upper_bound(spec: FundSpec) -> float:
+    """Upper bound of lifetime management fees, dollars: Σ tiers rate × commitment × years
+    (a called or cost basis is never above the commitment)."""
+    return _tier_fees(spec, committed_only=False)
+
+
+def committed_fees(spec: FundSpec) -> float:
+    """Lifetime fees of the tiers on the ``committed`` basis, dollars (known exactly)."""
+    return _tier_fees(spec, committed_only=True)
+
+
+def _tier_fees(spec: FundSpec, *, committed_only: bool) -> float:
+    life = spec.life_quarters // 4
     total = 0.0
     for tier in spec.fees.tiers:
-        end = min(tier.end_year if tier.end_year is not None else life, life)
+        if committed_only and tier.basis != FeeBasis.committed:
+            continue
+        end = min(tier.end_year if tier.end_year is not None else life, spec.horizon_quarters // 4)
         years = max(0, end - tier.start_year + 1)
         total += tier.rate * spec.fund_size * years
     return total
@@ -146,7 +232,8 @@ def fee_budget(spec: FundSpec) -> float:
 
 def expense_schedule(spec: FundSpec) -> NDArray[np.float64]:
     """Fund expenses per quarter, dollars, shape (quarters,): each expense's annual amount,
-    grown by ``growth`` a year from its start year, paid in four equal quarterly parts."""
+    grown by ``growth`` a year from its start year, paid in four equal quarterly parts. An
+    expense without ``end_year`` runs to the horizon (extension years included)."""
     quarters = spec.horizon_quarters
     out = np.zeros(quarters, dtype=np.float64)
     life = quarters // 4
@@ -158,86 +245,62 @@ def expense_schedule(spec: FundSpec) -> NDArray[np.float64]:
     return out
 
 
-def build_plan(spec: FundSpec) -> Plan:
-    """Derive the plan of a validated spec. Raises ValueError when fees and expenses leave
-    nothing to invest."""
-    quarters = spec.horizon_quarters
-    expenses = expense_schedule(spec)
-    fees = fee_budget(spec)
-    investable = spec.fund_size - fees - float(expenses.sum())
-    if investable <= 0.0:
-        raise PlanError("/fees", "fees and expenses exceed the commitment: nothing left to invest")
-    stage_list = spec.stages
-    stages = StageArrays(
-        round_size=np.array([s.round_size for s in stage_list]),
-        post_money=np.array([s.post_money for s in stage_list]),
-        graduation_rate=np.array([s.graduation_rate for s in stage_list]),
-        exit_rate=np.array([s.exit_rate for s in stage_list]),
-        mean_multiple=np.array([expected_multiple(s.outcomes) for s in stage_list]),
-        graduation_pmf=tuple(event_time_pmf(s.months_to_graduate) for s in stage_list),
-        exit_pmf=tuple(event_time_pmf(s.months_to_exit) for s in stage_list),
-    )
-    period_quarters = 4 * spec.investment_period_years
-    initial_capital = investable * (1.0 - spec.construction.reserve_ratio)
-    rows: list[tuple[int, int, float, bool, float, float, int]] = []
-    counts = [
-        0
-        if alloc.share <= 0.0
-        else max(1, round(initial_capital * alloc.share / alloc.initial_check))
+def last_follow_on_stage(spec: FundSpec) -> NDArray[np.int64]:
+    """Per allocation, shape (allocations,): the last stage index whose round the fund follows
+    on in (entry stage + ``follow_on_rounds``; the last stage when unlimited)."""
+    last = len(spec.stages) - 1
+    out = [
+        last
+        if alloc.follow_on_rounds is None
+        else min(last, spec.stage_index(alloc.stage) + alloc.follow_on_rounds)
         for alloc in spec.construction.allocations
     ]
-    if sum(counts) > MAX_COMPANIES:
+    return np.array(out, dtype=np.int64)
+
+
+def place_companies(
+    spec: FundSpec,
+    planned: list[int],
+    extra: list[int],
+    stages: StageArrays,
+    needs: NeedTables,
+) -> CompanyPlan:
+    """Candidate companies: ``planned[a]`` planned and ``extra[a]`` extra companies of each
+    allocation ``a``, each group spread along the deployment curve over the investment
+    period; sorted by entry quarter, planned before extra, then by allocation. Raises
+    :class:`PlanError` beyond :data:`MAX_COMPANIES` planned investments."""
+    if sum(planned) > MAX_COMPANIES:
         raise PlanError(
             "/construction/allocations",
-            f"the plan needs {sum(counts):,} initial investments; at most {MAX_COMPANIES:,} are "
+            f"the plan needs {sum(planned):,} initial investments; at most {MAX_COMPANIES:,} are "
             "modelled (raise initial_check)",
         )
+    period_quarters = 4 * spec.investment_period_years
+    rows: list[tuple[int, int, int, int, Allocation]] = []
     for a, alloc in enumerate(spec.construction.allocations):
-        n = counts[a]
-        if n == 0:
-            continue
-        positions = _deployment_positions(n, spec.construction.deployment_curve)
-        entry = np.minimum(np.floor(positions * period_quarters), period_quarters - 1)
         stage = spec.stage_index(alloc.stage)
-        for q in entry.astype(np.int64):
-            rows.append(
-                (
-                    int(q),
-                    stage,
-                    alloc.initial_check,
-                    alloc.follow_on == FollowOn.pro_rata,
-                    alloc.follow_on_check,
-                    alloc.participation,
-                    a,
-                )
-            )
-    rows.sort(key=lambda r: (r[0], r[6]))
-    initial_planned = float(sum(r[2] for r in rows))
-    if initial_planned > investable:
-        # Rounding up the number of checks can overshoot; drop the last entrants.
-        while rows and initial_planned > investable:
-            initial_planned -= rows.pop()[2]
-        if not rows:
-            raise PlanError(
-                "/construction/allocations", "the initial check exceeds the investable capital"
-            )
-    companies = CompanyPlan(
-        entry_quarter=np.array([r[0] for r in rows], dtype=np.int64),
-        entry_stage=np.array([r[1] for r in rows], dtype=np.int64),
-        initial_check=np.array([r[2] for r in rows], dtype=np.float64),
-        pro_rata=np.array([r[3] for r in rows], dtype=np.bool_),
-        follow_on_check=np.array([r[4] for r in rows], dtype=np.float64),
-        participation=np.array([r[5] for r in rows], dtype=np.float64),
-        allocation=np.array([r[6] for r in rows], dtype=np.int64),
-    )
-    return Plan(
-        quarters=quarters,
-        investable=investable,
-        fee_budget=fees,
-        expense_budget=float(expenses.sum()),
-        initial_planned=initial_planned,
-        reserves_planned=investable - initial_planned,
-        expenses=expenses,
-        stages=stages,
-        companies=companies,
+        for kind, n in ((0, planned[a]), (1, extra[a])):
+            if n <= 0:
+                continue
+            positions = deployment_positions(n, spec.construction.deployment_curve)
+            entry = np.minimum(np.floor(positions * period_quarters), period_quarters - 1)
+            rows.extend((int(q), kind, a, stage, alloc) for q in entry.astype(np.int64))
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    entry_quarter = np.array([r[0] for r in rows], dtype=np.int64)
+    entry_stage = np.array([r[3] for r in rows], dtype=np.int64)
+    allocation = np.array([r[2] for r in rows], dtype=np.int64)
+    check = np.array([r[4].initial_check for r in rows], dtype=np.float64)
+    return CompanyPlan(
+        entry_quarter=entry_quarter,
+        entry_stage=entry_stage,
+        initial_check=check,
+        pro_rata=np.array([r[4].follow_on == FollowOn.pro_rata for r in rows], dtype=np.bool_),
+        follow_on_check=np.array([r[4].follow_on_check for r in rows], dtype=np.float64),
+        participation=np.array([r[4].participation for r in rows], dtype=np.float64),
+        allocation=allocation,
+        planned=np.array([r[1] == 0 for r in rows], dtype=np.bool_),
+        last_follow_on_stage=last_follow_on_stage(spec)[allocation],
+        need=needs.at_entry(
+            allocation, entry_stage, entry_quarter, check / stages.post_money[entry_stage]
+        ),
     )

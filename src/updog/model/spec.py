@@ -11,8 +11,9 @@ Two levels of checking:
 
 * :func:`validate_draft` — a draft may be incomplete: types and ranges of the fields that are
   present are checked; missing required fields are allowed.
-* :func:`validate_publish` — a complete, valid spec is required; returns the ``FundSpec``, the
-  errors (all of them) and non-blocking warnings.
+* :func:`updog.model.validation.validate_publish` — a complete, valid spec is required, and
+  its construction must be feasible; returns the ``FundSpec``, the errors (all of them) and
+  non-blocking warnings.
 """
 
 from __future__ import annotations
@@ -284,9 +285,11 @@ class FollowOn(StrEnum):
 
 
 class Allocation(_Model):
-    """Share of initial capital invested at entry stage ``stage``. At each later round of a
-    company the fund follows on with probability ``participation``: ``pro_rata`` buys its
-    ownership share of the new round, ``fixed`` writes ``follow_on_check`` dollars."""
+    """Share of initial capital invested at entry stage ``stage``. At each of the next
+    ``follow_on_rounds`` rounds of a company (None: every later round) the fund follows on with
+    probability ``participation``: ``pro_rata`` buys its ownership share of the new round,
+    ``fixed`` writes ``follow_on_check`` dollars. Most seed funds reserve for the next one or
+    two rounds only."""
 
     stage: ShortText
     share: Ratio
@@ -294,6 +297,7 @@ class Allocation(_Model):
     follow_on: FollowOn = FollowOn.pro_rata
     follow_on_check: Dollars = 0.0
     participation: Ratio = 0.5
+    follow_on_rounds: Annotated[int | None, Field(ge=0, le=MAX_STAGES, strict=True)] = None
 
 
 class DeploymentCurve(StrEnum):
@@ -302,11 +306,42 @@ class DeploymentCurve(StrEnum):
     back = "back"
 
 
+class ConstructionMode(StrEnum):
+    """How the number of initial investments is set (see :mod:`updog.model.construction`)."""
+
+    #: Solved so that expected initial + expected follow-on dollars = investable capital; the
+    #: reserves follow from the stage ladder.
+    derived = "derived"
+    #: ``(1 − reserve_ratio)`` of investable capital goes to initial checks.
+    reserve_ratio = "reserve_ratio"
+
+
+class UnusedReserves(StrEnum):
+    """What happens to reserves the portfolio turns out not to need."""
+
+    #: Reserve-aware pacing: each new investment during the investment period is made only
+    #: when uncommitted capital covers its check and its expected follow-ons, so reserves
+    #: released by companies that fail or exit early fund additional companies.
+    redeploy = "redeploy"
+    #: The planned companies only; what reserves are not used stays uncalled.
+    hold = "hold"
+
+
+#: Default share added to the expected basis-dependent management fees when they are budgeted.
+DEFAULT_FEE_BUDGET_MARGIN = 0.10
+
+
 class Construction(_Model):
-    """Portfolio construction: allocations by entry stage, reserves and deployment pacing."""
+    """Portfolio construction: allocations by entry stage, how the number of companies and the
+    reserves are set (``mode``), what happens to unneeded reserves, the safety margin on the
+    fee budget and the deployment pacing. ``reserve_ratio`` is read in ``reserve_ratio`` mode
+    only."""
 
     allocations: Annotated[list[Allocation], Field(min_length=1, max_length=MAX_ALLOCATIONS)]
+    mode: ConstructionMode = ConstructionMode.derived
     reserve_ratio: Annotated[float, Field(ge=0.0, le=0.8, allow_inf_nan=False, strict=True)] = 0.4
+    unused_reserves: UnusedReserves = UnusedReserves.redeploy
+    fee_budget_margin: Ratio = DEFAULT_FEE_BUDGET_MARGIN
     deployment_curve: DeploymentCurve = DeploymentCurve.linear
 
 
@@ -320,6 +355,31 @@ class Market(_Model):
     Associates' benchmark statistics."""
 
     volatility: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False, strict=True)] = 0.0
+
+
+class EndOfTermPolicy(StrEnum):
+    """What a closed-end fund does with the companies it still holds when its term ends."""
+
+    #: Sold in a secondary sale at ``discount`` to NAV in the last quarter.
+    secondary_sale = "secondary_sale"
+    #: Kept and reported at NAV as residual value (RVPI); no final liquidation.
+    hold_at_nav = "hold_at_nav"
+
+
+#: Default discount to NAV of an end-of-term secondary sale: tail-end venture positions traded
+#: at 55–75 % of NAV in H1 2025 (Jefferies via ION Analytics, "Tail-end secondaries surge"),
+#: venture LP interests at 59–71 % (Lazard, Secondary Market Report 2024) and ~68–75 %
+#: (Jefferies, Global Secondary Market Review 2023–2024): 65 % of NAV, a 35 % discount.
+DEFAULT_SECONDARY_DISCOUNT = 0.35
+
+
+class EndOfTerm(_Model):
+    """End of a closed-end fund's term (after its life and extensions)."""
+
+    policy: EndOfTermPolicy = EndOfTermPolicy.secondary_sale
+    discount: Annotated[float, Field(ge=0.0, le=0.9, allow_inf_nan=False, strict=True)] = (
+        DEFAULT_SECONDARY_DISCOUNT
+    )
 
 
 class Sector(_Model):
@@ -404,6 +464,8 @@ class FundSpec(_Model):
     first_close: date | None = None
     fund_life_years: Annotated[int, Field(ge=1, le=20, strict=True)] = 10
     investment_period_years: Annotated[int, Field(ge=1, le=10, strict=True)] = 5
+    extension_years: Annotated[int, Field(ge=0, le=5, strict=True)] = 2
+    end_of_term: EndOfTerm = Field(default_factory=EndOfTerm)
     evergreen: Annotated[bool, Field(strict=True)] = False
     horizon_years: Annotated[int, Field(ge=1, le=30, strict=True)] = 15
     fees: Fees = Field(default_factory=Fees)
@@ -439,8 +501,24 @@ class FundSpec(_Model):
 
     @property
     def horizon_quarters(self) -> int:
-        """Number of quarters modelled: fund life, or ``horizon_years`` for an evergreen fund."""
-        return 4 * (self.horizon_years if self.evergreen else self.fund_life_years)
+        """Number of quarters modelled: fund life plus extensions, or ``horizon_years`` for an
+        evergreen fund."""
+        if self.evergreen:
+            return 4 * self.horizon_years
+        return 4 * (self.fund_life_years + self.extension_years)
+
+    @property
+    def life_quarters(self) -> int:
+        """Quarters of the fund's life before any extension (the whole horizon of an evergreen
+        fund): investments (follow-ons included) are made only in these quarters, and fee
+        tiers without an ``end_year`` run to their end."""
+        return 4 * self.horizon_years if self.evergreen else 4 * self.fund_life_years
+
+    @property
+    def liquidates_at_end(self) -> bool:
+        """True when the holdings left at the horizon are sold (a closed-end fund whose
+        end-of-term policy is a secondary sale)."""
+        return not self.evergreen and self.end_of_term.policy == EndOfTermPolicy.secondary_sale
 
     def stage_index(self, name: str) -> int:
         """Index of the stage called ``name`` in the ladder. Raises KeyError if absent."""
@@ -546,6 +624,16 @@ def _cross_field_issues(view: _View) -> list[Issue]:
         except ValueError:
             pass
 
+    carry, catch_up = view.num("/waterfall/carry", 0.20), view.num("/waterfall/catch_up", 1.0)
+    if carry is not None and catch_up is not None and 0.0 < catch_up <= carry:
+        add(
+            "/waterfall/catch_up",
+            "CATCH_UP_NOT_ABOVE_CARRY",
+            f"a catch-up of {catch_up:.0%} never catches the GP up to a carry of {carry:.0%} "
+            "(it would pay the GP less than no catch-up): use 0 for none or a rate above the "
+            "carry (100 % is a full catch-up)",
+        )
+
     last_end = 0.0
     for i in range(view.length("/fees/tiers")):
         start = view.num(f"/fees/tiers/{i}/start_year", 1)
@@ -633,13 +721,26 @@ def _cross_field_issues(view: _View) -> list[Issue]:
 def spec_warnings(spec: FundSpec) -> list[Issue]:
     """Non-blocking warnings (SPEC §2): unusual but legal choices."""
     out: list[Issue] = []
-    reserve = spec.construction.reserve_ratio
-    if not 0.3 <= reserve <= 0.7:
+    construction = spec.construction
+    reserve = construction.reserve_ratio
+    if construction.mode == ConstructionMode.reserve_ratio and not 0.3 <= reserve <= 0.7:
         out.append(
             Issue(
                 path="/construction/reserve_ratio",
                 code="RESERVE_RATIO_UNUSUAL",
                 message=f"reserve ratio {reserve:.2f} is outside the usual 0.30..0.70",
+            )
+        )
+    if (
+        construction.mode == ConstructionMode.derived
+        and "reserve_ratio" in construction.model_fields_set
+    ):
+        out.append(
+            Issue(
+                path="/construction/reserve_ratio",
+                code="RESERVE_RATIO_IGNORED",
+                message="derived construction sets the reserves from the stage ladder; the "
+                "reserve ratio is used only with mode reserve_ratio",
             )
         )
     for i, stage in enumerate(spec.stages):
@@ -671,24 +772,39 @@ def expected_multiple(dist: OutcomeDistribution) -> float:
     is a bounded Pareto on [L, H] with exponent α, whose mean is
     ``α L^α (H^(1-α) - L^(1-α)) / ((1-α)(1 - (L/H)^α))`` (``α L ln(H/L) / (1 - L/H)`` at α = 1)
     — Johnson, Kotz & Balakrishnan, *Continuous Univariate Distributions* vol. 1, ch. 20."""
+    return multiple_moment(dist, 1)
+
+
+def multiple_moment(dist: OutcomeDistribution, order: int) -> float:
+    """``E[M^order]`` of a band mixture's exit multiple ``M`` (order 1: the mean; order 2 feeds
+    the deterministic engine's variance of proceeds). A uniform band on [lo, hi] has
+    ``(hi^(n+1) − lo^(n+1)) / ((n + 1)(hi − lo))``; the top band is :func:`bounded_pareto_moment`."""
     total = 0.0
+    n = order
     for band in dist.bands[:-1]:
-        total += band.probability * 0.5 * (band.min_multiple + band.max_multiple)
+        lo, hi = band.min_multiple, band.max_multiple
+        total += band.probability * (hi ** (n + 1) - lo ** (n + 1)) / ((n + 1) * (hi - lo))
     top = dist.bands[-1]
-    total += top.probability * bounded_pareto_mean(
-        top.min_multiple, top.max_multiple, dist.tail_alpha
+    total += top.probability * bounded_pareto_moment(
+        top.min_multiple, top.max_multiple, dist.tail_alpha, order
     )
     return total
 
 
 def bounded_pareto_mean(low: float, high: float, alpha: float) -> float:
     """Mean of the bounded Pareto distribution on [low, high] (low > 0) with exponent alpha."""
+    return bounded_pareto_moment(low, high, alpha, 1)
+
+
+def bounded_pareto_moment(low: float, high: float, alpha: float, order: int) -> float:
+    """``E[X^order]`` of the bounded Pareto distribution on [low, high] (low > 0) with exponent
+    alpha: ``α L^α (H^(n−α) − L^(n−α)) / ((n − α)(1 − (L/H)^α))``, and
+    ``α L^α ln(H/L) / (1 − (L/H)^α)`` when ``α = n`` (Johnson, Kotz & Balakrishnan, ch. 20)."""
     ratio = float((low / high) ** alpha)
-    if math.isclose(alpha, 1.0):
-        return float(alpha * low * math.log(high / low) / (1.0 - ratio))
-    return float(alpha * low**alpha * (high ** (1.0 - alpha) - low ** (1.0 - alpha))) / (
-        (1.0 - alpha) * (1.0 - ratio)
-    )
+    scale = alpha * low**alpha / (1.0 - ratio)
+    if math.isclose(alpha, order):
+        return float(scale * math.log(high / low))
+    return float(scale * (high ** (order - alpha) - low ** (order - alpha)) / (order - alpha))
 
 
 # --------------------------------------------------------------------------- validation API
@@ -746,7 +862,7 @@ def issue_code(pydantic_type: str) -> str:
     return "INVALID_" + pydantic_type.upper()
 
 
-def _all_issues(data: dict[str, Any]) -> list[Issue]:
+def all_issues(data: dict[str, Any]) -> list[Issue]:
     """Every problem of ``data``: field errors from pydantic plus the cross-field rules run on
     the values that are individually valid (so one bad field hides no other problem)."""
     try:
@@ -767,46 +883,7 @@ def validate_draft(data: object) -> list[Issue]:
     of issues (empty when the draft is acceptable)."""
     if not isinstance(data, dict):
         return [Issue(path="", code="NOT_AN_OBJECT", message="a fund spec must be a JSON object")]
-    return [i for i in _all_issues(data) if i["code"] != "REQUIRED"]
-
-
-def validate_publish(data: object) -> tuple[FundSpec | None, list[Issue], list[Issue]]:
-    """Check a spec for publication. Returns ``(spec, errors, warnings)``; ``spec`` is None
-    whenever ``errors`` is non-empty. Every error is reported, each with its path."""
-    if not isinstance(data, dict):
-        return (
-            None,
-            [Issue(path="", code="NOT_AN_OBJECT", message="a fund spec must be a JSON object")],
-            [],
-        )
-    issues = _all_issues(data)
-    if issues:
-        return None, issues, []
-    spec = FundSpec.model_validate(data)
-    errors = engine_support_issues(spec)
-    if errors:
-        return None, errors, []
-    return spec, [], spec_warnings(spec)
-
-
-def engine_support_issues(spec: FundSpec) -> list[Issue]:
-    """Valid specs the current engine cannot evaluate faithfully (rather than a wrong number):
-    an infeasible plan (fees and expenses leave nothing to invest)."""
-    from updog.model.plan import PlanError, build_plan  # the plan module imports this one
-
-    try:
-        build_plan(spec)
-    except PlanError as exc:
-        return [Issue(path=exc.path, code="PLAN_INFEASIBLE", message=str(exc))]
-    return []
-
-
-def load_spec(data: object) -> FundSpec:
-    """Parse and validate a complete spec, raising :class:`SpecError` with every issue."""
-    spec, errors, _ = validate_publish(data)
-    if spec is None:
-        raise SpecError(errors)
-    return spec
+    return [i for i in all_issues(data) if i["code"] != "REQUIRED"]
 
 
 class SpecError(ValueError):
@@ -834,7 +911,10 @@ def spec_hash(spec_json: Any) -> str:
 __all__ = [
     "Allocation",
     "Construction",
+    "ConstructionMode",
     "DeploymentCurve",
+    "EndOfTerm",
+    "EndOfTermPolicy",
     "Expense",
     "FeeBasis",
     "FeeTier",
@@ -849,15 +929,17 @@ __all__ = [
     "Sector",
     "SpecError",
     "Stage",
+    "UnusedReserves",
     "Waterfall",
     "WaterfallType",
+    "all_issues",
     "bounded_pareto_mean",
+    "bounded_pareto_moment",
     "canonical_json",
     "expected_multiple",
     "issue_code",
-    "load_spec",
+    "multiple_moment",
     "spec_hash",
     "spec_warnings",
     "validate_draft",
-    "validate_publish",
 ]

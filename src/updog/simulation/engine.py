@@ -26,10 +26,10 @@ from numpy.typing import NDArray
 
 from updog import ENGINE_VERSION
 from updog.finance import STATUS_OK, STATUS_TOTAL_LOSS, periodic_irr_batch
+from updog.model.construction import build_plan
 from updog.model.faults import FaultPlan
-from updog.model.fund_cash import run_fund_cash
 from updog.model.guards import CENT, EngineGuardError, check_simulation
-from updog.model.plan import Plan, build_plan, quarter_end, quarter_label
+from updog.model.plan import Plan, quarter_end, quarter_label
 from updog.model.spec import FundSpec
 from updog.simulation import stats
 from updog.simulation.sampling import BlockStreams, sample_portfolio
@@ -50,6 +50,9 @@ MIN_RUNS, MAX_RUNS = 100, 5_000_000
 DEAL_BINS = ("written_off", "below_1x", "1x_to_3x", "3x_to_10x", "10x_and_above")
 #: Per-path outcomes reported for every path.
 METRICS = ("tvpi", "dpi", "net_irr", "gross_multiple", "carry")
+#: Per-path dollar totals whose means (with standard errors) are reported: the quantities the
+#: deterministic forecast is compared with, recycling and the value from the end of the term.
+MOMENTS = ("paid_in", "gross_proceeds", "invested", "recycled", "end_value")
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,8 @@ class BlockResult:
     metrics: dict[str, Array]
     irr_status: NDArray[np.int8]
     paths: int
-    #: Per-quantity (sum, sum of squares) over the block's paths, dollars: "paid_in",
-    #: "gross_proceeds", "invested" — enough for means and standard errors, O(1) memory.
+    #: Per-quantity (sum, sum of squares) over the block's paths, dollars, for each name of
+    #: :data:`MOMENTS` — enough for means and standard errors, O(1) memory.
     moments: dict[str, tuple[float, float]]
     fan_nav: Array
     fan_dpi: Array
@@ -130,7 +133,7 @@ def run_block(
         paths=paths,
         moments={
             name: (float(v.sum()), float(np.square(v).sum()))
-            for name, v in ((n, cat(n)) for n in ("paid_in", "gross_proceeds", "invested"))
+            for name, v in ((n, cat(n)) for n in MOMENTS)
         },
         fan_nav=nav,
         fan_dpi=cat("fan_dpi"),
@@ -149,7 +152,7 @@ def _evaluate_slice(
     uniforms, market = streams.take(paths)
     portfolio = sample_portfolio(spec, plan, uniforms, market)
     flows = portfolio.flows
-    cash = run_fund_cash(spec, plan, flows)
+    cash = portfolio.cash
 
     paid_in = cash.called.sum(axis=1)
     lp = cash.lp_distributions.sum(axis=1)
@@ -172,6 +175,8 @@ def _evaluate_slice(
         "paid_in": paid_in,
         "gross_proceeds": proceeds,
         "invested": invested,
+        "recycled": cash.recycled.sum(axis=1),
+        "end_value": portfolio.end_value,
         "fan_nav": flows.nav[:keep],
         "fan_dpi": _ratio(cum_lp, cum_paid)[:keep],
         "fan_tvpi": _ratio(cum_lp + cash.net_nav, cum_paid)[:keep],
@@ -347,7 +352,7 @@ def _reduce(
             "undefined_paths": int(undefined.sum()),
             "undefined_losing_paths": int(losing_undefined.sum()),
         },
-        "means": {name: mean_se(name) for name in ("gross_proceeds", "paid_in", "invested")},
+        "means": {name: mean_se(name) for name in MOMENTS},
         "deal_outcomes": {
             name: float(count) / float(deals.sum())
             for name, count in zip(DEAL_BINS, deals, strict=True)

@@ -1,13 +1,17 @@
 """Sampled portfolio: the construction model of SPEC §3.2 drawn company by company.
 
-Arrays have shape (paths, companies); the Python loop runs over *quarters* (follow-ons are
-funded from a per-path reserve budget in time order, exactly as the deterministic engine does
-in expectation), never over paths or companies. A company's fate at each stage (graduate /
+Arrays have shape (paths, companies); the Python loop runs over *quarters* (follow-ons and new
+investments are sized to each path's capital in time order, with the fund's cash settled every
+quarter, exactly as the deterministic engine does in expectation) and over the few candidates
+entering in a quarter (each decision depends on the one before), never over paths. The
+companies are the plan's candidates (:mod:`updog.model.plan`); a path invests in a candidate
+or not by the pacing rule of :func:`sample_portfolio`. A company's fate at each stage (graduate /
 exit / fail) is drawn with the stage's probabilities and the time to it from the same
 discretised Gamma distribution as :func:`updog.model.plan.event_time_pmf`; participation in a
 follow-on is a Bernoulli draw with the allocation's participation rate; an exit multiple is
 drawn from the stage's band mixture (uniform within a band, bounded Pareto in the top band),
-times the path's market factor when one is configured.
+times the path's market factor; the factor also moves the price of the end-of-term secondary
+sale (a realisation in the same market), not the NAV marks.
 
 Randomness (numpy.random style, no global state): every company ``c`` of block ``b`` has its
 own stream, ``SeedSequence(seed, spawn_key=(b, c))``, from which all of its uniforms are drawn
@@ -26,11 +30,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from updog.model.american import deal_gp_share
-from updog.model.forecast import PortfolioResult
-from updog.model.fund_cash import PortfolioFlows
+from updog.model.american import compounded_pref, deal_gp_share, quarterly_growth
+from updog.model.expected import (
+    PortfolioResult,
+    candidates_by_quarter,
+    planned_ahead,
+    protected_initial,
+)
+from updog.model.fund_cash import FundLedger, PortfolioFlows
 from updog.model.plan import Plan
-from updog.model.spec import FundSpec, WaterfallType
+from updog.model.spec import FundSpec, UnusedReserves, WaterfallType
 
 Array = NDArray[np.float64]
 
@@ -161,10 +170,20 @@ class BlockStreams:
 
 
 def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array) -> PortfolioResult:
-    """Portfolios drawn from ``uniforms`` (paths, companies, width; see
-    :class:`BlockStreams`) and the per-path ``market`` factor (paths,). Flows have shape
-    (paths, quarters), dollars; ``reserves_used`` has shape (paths,); ``company_multiple``
-    (paths, companies)."""
+    """Portfolios drawn from ``uniforms`` (paths, companies, width; see :class:`BlockStreams`)
+    and the per-path ``market`` factor (paths,), run with the fund's cash. Flows and cash have
+    shape (paths, quarters), dollars; per-path results shape (paths,); ``company_multiple``
+    (paths, companies), NaN for candidates a path did not invest in.
+
+    Each quarter: due events (exits realise the stage's multiple × the market factor on the
+    post-money; graduations raise the next round, and while the fund invests it follows on
+    within the capital it can still invest — all of it under reserve-aware pacing, what the
+    planned initial checks to come leave otherwise), then the candidates due enter — under
+    reserve-aware pacing a planned candidate unless the fund is over-committed by more than
+    half its check and expected need, an extra one when the uncommitted capital covers at
+    least half of them (see :mod:`updog.model.expected` for "uncommitted"), both within the
+    capital the fund can invest — then NAV, the end-of-term sale in the last quarter, and the
+    ledger settles the quarter."""
     paths = uniforms.shape[0]
     t = _tables(spec, plan)
     co = plan.companies
@@ -176,34 +195,40 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
     round_size = plan.stages.round_size
     post = plan.stages.post_money
     keep = 1.0 - round_size / post  # share of old ownership kept through a round
+    american = spec.waterfall.type == WaterfallType.american
+    carry, hurdle, catch_up = spec.waterfall.carry, spec.waterfall.hurdle, spec.waterfall.catch_up
+    growth = quarterly_growth(hurdle)
+    redeploy = spec.construction.unused_reserves == UnusedReserves.redeploy
+    protect = protected_initial(spec, plan)
+    plan_ahead = planned_ahead(plan)
+    by_quarter = candidates_by_quarter(plan)
+    ledger = FundLedger(spec, plan, paths, quarters)
 
     stage = np.broadcast_to(co.entry_stage, (paths, n_comp)).copy()
+    stage_q = np.broadcast_to(co.entry_quarter, (paths, n_comp)).copy()  # entered current stage
     own = np.broadcast_to(co.initial_check / post[co.entry_stage], (paths, n_comp)).copy()
-    cost = np.broadcast_to(co.initial_check, (paths, n_comp)).copy()
+    cost = np.zeros((paths, n_comp))
+    disc = np.zeros((paths, n_comp))  # Σ contributions × g^(−quarter), American pref
     fate, delay = _fate(t, stage, uniforms[:, :, 0], uniforms[:, :, 1])
-    event_q = co.entry_quarter[None, :] + delay
+    entered = np.zeros((paths, n_comp), dtype=np.bool_)
+    event_q = np.full((paths, n_comp), NEVER, dtype=np.int64)
 
     nav_now = np.zeros(paths)
     cost_now = np.zeros(paths)
-    reserves_left = np.full(paths, plan.reserves_planned)
     invested_initial = np.zeros((paths, quarters))
-    np.add.at(invested_initial[0], co.entry_quarter, co.initial_check)
-    invested_initial[:] = invested_initial[0]
     follow_on = np.zeros((paths, quarters))
     proceeds = np.zeros((paths, quarters))
     nav = np.zeros((paths, quarters))
     cost_unrealised = np.zeros((paths, quarters))
-    value = np.zeros((paths, n_comp))  # realised, or held at the horizon, per investment
-    american = spec.waterfall.type == WaterfallType.american
-    terms = (spec.waterfall.carry, spec.waterfall.hurdle, spec.waterfall.catch_up)
     deal_carry = np.zeros((paths, quarters))
-    entry_value = co.initial_check / post[co.entry_stage] * post[co.entry_stage]
+    value = np.zeros((paths, n_comp))  # realised, or held at the horizon, per investment
+    redeployed = np.zeros(paths)
+    end_value = np.zeros(paths)
+    tolerance = 1e-9 * spec.fund_size
 
     for q in range(quarters):
-        entering = co.entry_quarter == q
-        if entering.any():
-            nav_now += float(entry_value[entering].sum())
-            cost_now += float(co.initial_check[entering].sum())
+        available = ledger.investable(q)
+        spent = np.zeros(paths)
         p_idx, c_idx = np.nonzero(event_q == q)
         if p_idx.size:
             s = stage[p_idx, c_idx]
@@ -218,11 +243,12 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                     t, s[ex], uniforms[pe, ce, multiple_u], uniforms[pe, ce, multiple_u + 1]
                 )
                 realised = o[ex] * mult * post[s[ex]] * market[pe]
-                proceeds[:, q] += np.bincount(p_idx[ex], realised, paths)
+                proceeds[:, q] += np.bincount(pe, realised, paths)
                 if american:
-                    gp = deal_gp_share(realised, cost[pe, ce], *terms)
+                    pref = compounded_pref(disc[pe, ce], cost[pe, ce], q, hurdle)
+                    gp = deal_gp_share(realised, cost[pe, ce], pref, carry, catch_up)
                     deal_carry[:, q] += np.bincount(pe, gp, paths)
-                value[p_idx[ex], c_idx[ex]] = realised
+                value[pe, ce] = realised
             gone = f != GRADUATE
             if gone.any():
                 nav_now -= np.bincount(p_idx[gone], value_before[gone], paths)
@@ -231,54 +257,139 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
 
             gr = f == GRADUATE
             if gr.any():
-                gp, gc = p_idx[gr], c_idx[gr]
+                gp_, gc = p_idx[gr], c_idx[gr]
                 ns = s[gr] + 1
-                k = step[gp, gc]
-                joins = uniforms[gp, gc, DRAWS_PER_STAGE * k + 2] < co.participation[gc]
-                demand = (
-                    np.where(co.pro_rata[gc], o[gr] * round_size[ns], co.follow_on_check[gc])
-                    * joins
-                )
-                total = np.bincount(gp, demand, paths)
-                phi = np.divide(reserves_left, total, out=np.zeros(paths), where=total > 0.0)
-                phi = np.minimum(phi, 1.0)
-                funded = demand * phi[gp]
-                spent = np.bincount(gp, funded, paths)
-                reserves_left -= spent
-                follow_on[:, q] += spent
+                k = step[gp_, gc]
+                size = np.zeros(gp_.size)
+                joins = np.zeros(gp_.size, dtype=np.bool_)
+                if q < plan.invest_until:
+                    joins = uniforms[gp_, gc, DRAWS_PER_STAGE * k + 2] < co.participation[gc]
+                    size = np.where(
+                        co.pro_rata[gc], o[gr] * round_size[ns], co.follow_on_check[gc]
+                    ) * (ns <= co.last_follow_on_stage[gc])
+                demand = size * joins
+                total = np.bincount(gp_, demand, paths)
+                room = np.maximum(available - protect[q], 0.0)
+                phi = np.divide(room, total, out=np.zeros(paths), where=total > 0.0)
+                funded = demand * np.minimum(phi, 1.0)[gp_]
+                own[gp_, gc] = o[gr] * keep[ns]
+                stage[gp_, gc] = ns
+                stage_q[gp_, gc] = q
+                step[gp_, gc] = k + 1
+                if redeploy and plan.investment_quarters <= q < plan.invest_until:
+                    # Capital the fund no longer expects to need funds the follow-ons it
+                    # passed on (uncommitted capital after the base follow-ons).
+                    extra = size * ~joins
+                    if extra.any():
+                        live = event_q != NEVER
+                        need = plan.needs.conditional(
+                            co.allocation[None, :], stage, stage_q, q - stage_q, own
+                        )
+                        surplus = np.maximum(
+                            available
+                            - spent
+                            - np.bincount(gp_, funded, paths)
+                            - (need * live).sum(axis=1),
+                            0.0,
+                        )
+                        wanted = np.bincount(gp_, extra, paths)
+                        psi = np.divide(surplus, wanted, out=np.zeros(paths), where=wanted > 0.0)
+                        funded = funded + extra * np.minimum(psi, 1.0)[gp_]
+                invested = np.bincount(gp_, funded, paths)
+                spent += invested
+                follow_on[:, q] += invested
                 new_own = o[gr] * keep[ns] + funded / post[ns]
-                nav_now += np.bincount(gp, new_own * post[ns] - value_before[gr], paths)
-                cost_now += spent
-                own[gp, gc] = new_own
-                cost[gp, gc] += funded
-                stage[gp, gc] = ns
-                step[gp, gc] = k + 1
+                nav_now += np.bincount(gp_, new_own * post[ns] - value_before[gr], paths)
+                cost_now += invested
+                own[gp_, gc] = new_own
+                cost[gp_, gc] += funded
+                disc[gp_, gc] += funded * growth ** (-q)
                 base = DRAWS_PER_STAGE * (k + 1)
-                nf, nd = _fate(t, ns, uniforms[gp, gc, base], uniforms[gp, gc, base + 1])
-                fate[gp, gc] = nf
-                event_q[gp, gc] = q + nd
-        nav[:, q] = nav_now
-        cost_unrealised[:, q] = cost_now
+                nf, nd = _fate(t, ns, uniforms[gp_, gc, base], uniforms[gp_, gc, base + 1])
+                fate[gp_, gc] = nf
+                event_q[gp_, gc] = q + nd
 
-    held = event_q != NEVER
-    value[held] = own[held] * post[stage[held]]
-    if american and not spec.evergreen:
-        gp = deal_gp_share(value, cost, *terms) * held
-        deal_carry[:, -1] += gp.sum(axis=1)
-    if not spec.evergreen:
-        proceeds[:, -1] += nav[:, -1]
-        nav[:, -1] = 0.0
-        cost_unrealised[:, -1] = 0.0
+        entering = by_quarter[q]
+        if entering.size:
+            if redeploy:
+                live = event_q != NEVER
+                need = plan.needs.conditional(
+                    co.allocation[None, :], stage, stage_q, q - stage_q, own
+                )
+                uncommitted = (
+                    available
+                    - spent
+                    + plan.reinvestable_ahead[q]
+                    - (need * live).sum(axis=1)
+                    - plan_ahead[q]
+                )
+            for c in entering:
+                check = float(co.initial_check[c])
+                enter = available - spent >= check - tolerance
+                if redeploy:
+                    unit = check + float(co.need[c])
+                    if co.planned[c]:
+                        enter &= uncommitted >= -0.5 * unit
+                        uncommitted = uncommitted + np.where(enter, 0.0, unit)
+                    else:
+                        enter &= uncommitted >= 0.5 * unit
+                        uncommitted = uncommitted - np.where(enter, unit, 0.0)
+                amount = check * enter
+                entered[:, c] = enter
+                event_q[enter, c] = q + delay[enter, c]
+                cost[:, c] = amount
+                disc[:, c] = amount * growth ** (-q)
+                nav_now += amount
+                cost_now += amount
+                spent += amount
+                invested_initial[:, q] += amount
+                if not co.planned[c]:
+                    redeployed += amount
+
+        nav_q = np.maximum(nav_now, 0.0)
+        if q == quarters - 1:
+            held = event_q != NEVER
+            held_value = own * post[stage] * held
+            if spec.liquidates_at_end:
+                sale = held_value * (1.0 - spec.end_of_term.discount) * market[:, None]
+                proceeds[:, q] += sale.sum(axis=1)
+                end_value = sale.sum(axis=1)
+                value[held] = sale[held]
+                if american:
+                    pref = compounded_pref(disc, cost, q, hurdle)
+                    gp = deal_gp_share(sale, cost, pref, carry, catch_up) * held
+                    deal_carry[:, q] += gp.sum(axis=1)
+                nav_q = np.zeros(paths)
+                cost_now = np.zeros(paths)
+            else:
+                end_value = nav_q
+                value[held] = held_value[held]
+        nav[:, q] = nav_q
+        cost_unrealised[:, q] = np.maximum(cost_now, 0.0)
+        ledger.step(
+            q,
+            invested_initial[:, q] + follow_on[:, q],
+            proceeds[:, q],
+            nav[:, q],
+            cost_unrealised[:, q],
+            deal_carry[:, q] if american else None,
+        )
+
     flows = PortfolioFlows(
         invested_initial=invested_initial,
         invested_follow_on=follow_on,
         gross_proceeds=proceeds,
-        nav=np.maximum(nav, 0.0),
-        cost_unrealised=np.maximum(cost_unrealised, 0.0),
+        nav=nav,
+        cost_unrealised=cost_unrealised,
         deal_carry=deal_carry if american else None,
     )
+    cash = ledger.finish(invested_initial + follow_on, proceeds)
+    multiple = np.divide(value, cost, out=np.full(value.shape, np.nan), where=entered)
     return PortfolioResult(
         flows=flows,
-        reserves_used=plan.reserves_planned - reserves_left,
-        company_multiple=value / cost,
+        cash=cash,
+        reserves_used=follow_on.sum(axis=1),
+        redeployed=redeployed,
+        end_value=end_value,
+        company_multiple=multiple,
     )

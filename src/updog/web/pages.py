@@ -47,7 +47,7 @@ from updog.api.deps import db_call, get_settings
 from updog.api.results import checked_json, compute_simulation
 from updog.api.routes.auth import SESSION_LIFETIME
 from updog.api.schemas import SimulationRequest
-from updog.model.spec import validate_publish
+from updog.model.validation import validate_publish
 from updog.store import repositories as repo
 from updog.store.repositories import FundRecord, Identity, SimulationRecord
 from updog.web import charts, forms

@@ -40,7 +40,8 @@ from updog.api.schemas import (
     SimulationOut,
     SimulationRequest,
 )
-from updog.model.spec import FundSpec, validate_draft, validate_publish
+from updog.model.spec import FundSpec, validate_draft
+from updog.model.validation import validate_publish
 from updog.protection.idempotency import commit_with_response
 from updog.store import repositories as repo
 from updog.store.repositories import FundRecord, FundVersion, Identity

@@ -1,0 +1,147 @@
+"""Reserves from the stage ladder: the expected follow-on dollars a company will still need.
+
+This is the reserve model GPs know from Tactyc/Carta fund forecasting ("reserves from
+graduation rates"), made exact for this construction model and conditional on what the GP
+knows about a company: its allocation (follow-on strategy and participation), its current
+stage, the quarter it entered that stage and how long it has been there without news.
+
+For a company of allocation ``a`` that entered stage ``s`` in quarter ``t`` and has had no event
+for ``τ`` quarters, the *unnormalised* future need is
+
+    A[a, s, t, τ] = Σ_{k > τ} g_s · pmf_s[k] · ( [t + k < L] · p_a · R_{s+1}
+                        + (p_a + (1 − p_a) · keep_{s+1}) · A[a, s+1, t+k, 0] )
+
+per unit of ownership for a pro-rata allocation (at a graduation the fund buys ``ownership ×
+round size`` with probability ``p_a`` and keeps its ownership, or is diluted by ``keep = 1 −
+round / post-money``), and
+
+    B[a, s, t, τ] = Σ_{k > τ} g_s · pmf_s[k] · ( [t + k < L] · p_a · F_a + B[a, s+1, t+k, 0] )
+
+per company for a fixed follow-on check ``F_a``. ``g_s`` is the graduation rate, ``pmf_s`` the
+distribution of the time to the stage's event (:func:`updog.model.plan.event_time_pmf`), ``L``
+the first quarter in which the fund no longer invests (the end of its life: no follow-ons in
+extension years); rounds past the allocation's ``follow_on_rounds`` are not followed (the
+indicator also requires ``s + 1`` ≤ the allocation's last follow-on stage) and events past the
+horizon do not count. The conditional expected need of a
+live company is ``(ownership · A + B) / S_s(τ)`` with ``S_s(τ)`` the probability of no event in
+the first ``τ`` quarters; the expected need of a portfolio in expectation (the deterministic
+engine, which tracks ownership mass × survival) is ``Σ ownership mass · A + company mass · B``.
+With ``τ = 0`` this is the need at entry, which the construction uses to size the portfolio.
+
+Follow-ons that reserves cannot fully fund (rationing) are ignored by the tables: they describe
+the plan, not a path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class NeedTables:
+    """Expected future follow-on need, dollars, shapes (allocations, stages, quarters, lags):
+    ``per_ownership`` multiplies a company's ownership (pro-rata allocations; zero for fixed
+    ones), ``per_company`` is added once (fixed-check allocations; zero for pro-rata ones).
+    Both are unnormalised by survival (see the module docstring); ``survival`` (stages, lags)
+    is ``S_s(τ)``. Lags beyond the last column mean no event can still come (need 0)."""
+
+    per_ownership: Array
+    per_company: Array
+    survival: Array
+
+    @property
+    def lags(self) -> int:
+        return int(self.survival.shape[1])
+
+    def at_entry(
+        self,
+        allocation: NDArray[np.int64],
+        stage: NDArray[np.int64],
+        quarter: NDArray[np.int64],
+        ownership: Array,
+    ) -> Array:
+        """Expected follow-on need (dollars) of companies entering ``stage`` in ``quarter``
+        with ``ownership`` (all arrays of one shape)."""
+        out: Array = (
+            ownership * self.per_ownership[allocation, stage, quarter, 0]
+            + self.per_company[allocation, stage, quarter, 0]
+        )
+        return out
+
+    def conditional(
+        self,
+        allocation: NDArray[np.int64],
+        stage: NDArray[np.int64],
+        entered: NDArray[np.int64],
+        elapsed: NDArray[np.int64],
+        ownership: Array,
+    ) -> Array:
+        """Expected follow-on need (dollars) of live companies that entered ``stage`` in
+        quarter ``entered`` and have had no event for ``elapsed`` quarters (arrays of one
+        shape), given that they are still alive."""
+        lag = np.minimum(elapsed, self.lags - 1)
+        alive = self.survival[stage, lag]
+        raw = (
+            ownership * self.per_ownership[allocation, stage, entered, lag]
+            + self.per_company[allocation, stage, entered, lag]
+        )
+        out: Array = np.divide(
+            raw, alive, out=np.zeros(raw.shape), where=(alive > 0.0) & (elapsed < self.lags)
+        )
+        return out
+
+
+def need_tables(
+    *,
+    quarters: int,
+    invest_until: int,
+    graduation_rate: Array,
+    graduation_pmf: tuple[Array, ...],
+    survival: tuple[Array, ...],
+    round_size: Array,
+    post_money: Array,
+    participation: Array,
+    pro_rata: NDArray[np.bool_],
+    follow_on_check: Array,
+    last_follow_on_stage: NDArray[np.int64],
+) -> NeedTables:
+    """Build :class:`NeedTables` for a ladder (stage arrays of shape (stages,)), allocations
+    (arrays of shape (allocations,), with the last stage each may follow on in), ``quarters``
+    modelled and follow-ons allowed in quarters ``< invest_until``. ``survival[s]`` is ``S_s(τ)`` for τ = 0..K_s (shape (K_s + 1,))."""
+    n_alloc, n_stage = len(participation), len(round_size)
+    lags = max(max(len(p) for p in graduation_pmf), max(len(s) for s in survival))
+    per_own = np.zeros((n_alloc, n_stage, quarters, lags))
+    per_co = np.zeros((n_alloc, n_stage, quarters, lags))
+    surv = np.zeros((n_stage, lags))
+    for s in range(n_stage):
+        surv[s, : len(survival[s])] = survival[s]
+    keep = 1.0 - round_size / post_money
+    t = np.arange(quarters)
+    p = participation[:, None, None]
+    for s in range(n_stage - 2, -1, -1):
+        pmf = graduation_pmf[s]
+        k = np.arange(len(pmf))
+        at = t[:, None] + k[None, :]  # (quarters, K) quarter of the graduation
+        inside = at < quarters
+        funded = (at < invest_until)[None, :, :] & (s + 1 <= last_follow_on_stage)[:, None, None]
+        nxt = np.minimum(at, quarters - 1)
+        weight = graduation_rate[s] * pmf[None, :] * inside  # (quarters, K)
+        own_next = per_own[:, s + 1, nxt, 0]  # (allocations, quarters, K)
+        co_next = per_co[:, s + 1, nxt, 0]
+        own_terms = weight[None] * (
+            funded * p * round_size[s + 1] + (p + (1.0 - p) * keep[s + 1]) * own_next
+        )
+        co_terms = weight[None] * (funded * p * follow_on_check[:, None, None] + co_next)
+        # A[..., τ] = Σ_{k > τ} term_k: a reversed cumulative sum, shifted by one.
+        for table, terms in ((per_own, own_terms), (per_co, co_terms)):
+            suffix = np.cumsum(terms[:, :, ::-1], axis=2)[:, :, ::-1]
+            width = len(pmf) - 1
+            table[:, s, :, :width] = suffix[:, :, 1:]
+    per_own[~pro_rata] = 0.0
+    per_co[pro_rata] = 0.0
+    return NeedTables(per_ownership=per_own, per_company=per_co, survival=surv)
