@@ -149,7 +149,16 @@ def test_xirr_known_answers(client: httpx.Client) -> None:
     r = ok(client, "xirr", VALID["xirr"])
     assert r["rate"] == pytest.approx(0.2008834994, abs=1e-10)
     assert r["converged"] is True and r["multiple_roots"] is False
-    assert set(r) == {"rate", "converged", "method", "iterations", "multiple_roots"}
+    assert set(r) == {
+        "rate",
+        "converged",
+        "method",
+        "iterations",
+        "multiple_roots",
+        "reason",
+        "reason_message",
+    }
+    assert r["reason"] is None and r["reason_message"] is None
     r = ok(client, "xirr", {**VALID["xirr"], "day_count": "actual/365.25"})
     assert r["rate"] == pytest.approx(0.20103407784113647, rel=1e-12)
     for strategy in ("newton", "bisection"):
@@ -161,6 +170,44 @@ def test_xirr_without_a_sign_change_is_null(client: httpx.Client) -> None:
     flows = [{"date": "2020-01-01", "amount": 5}, {"date": "2021-01-01", "amount": 5}]
     r = ok(client, "xirr", {"flows": flows})
     assert r["rate"] is None and r["converged"] is False and r["method"] == "none"
+    assert r["reason"] == "NO_SIGN_CHANGE" and "sign" in r["reason_message"]
+
+
+def _flows(*pairs: tuple[str, float]) -> list[dict[str, Any]]:
+    return [{"date": d, "amount": a} for d, a in pairs]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"flows": _flows(("2020-01-01", -1_000_000))}, "TOO_FEW_FLOWS"),
+        (  # same-day flows are summed: one date left
+            {"flows": _flows(("2020-01-01", -1_000_000), ("2020-01-01", 2_000_000))},
+            "TOO_FEW_FLOWS",
+        ),
+        ({"flows": _flows(("2020-01-01", -5), ("2021-01-01", -5))}, "NO_SIGN_CHANGE"),
+        (  # 10x in a month: about 6e11 a year, above the admissible 200
+            {"flows": _flows(("2020-01-01", -10_000_000), ("2020-02-01", 100_000_000))},
+            "NO_ROOT_IN_RANGE",
+        ),
+        (
+            {
+                "flows": _flows(("2020-01-01", -10_000_000), ("2020-02-01", 100_000_000)),
+                "strategy": "newton",
+            },
+            "NO_ROOT_IN_RANGE",
+        ),
+        ({**VALID["xirr"], "strategy": "newton", "max_iterations": 1}, "DID_NOT_CONVERGE"),
+        ({**VALID["xirr"], "strategy": "bisection", "max_iterations": 1}, "DID_NOT_CONVERGE"),
+    ],
+)
+def test_xirr_says_why_the_rate_is_null(
+    client: httpx.Client, body: dict[str, Any], reason: str
+) -> None:
+    r = ok(client, "xirr", body)
+    assert r["rate"] is None and r["converged"] is False
+    assert r["reason"] == reason
+    assert isinstance(r["reason_message"], str) and r["reason_message"].endswith(".")
 
 
 def test_fees_step_down(client: httpx.Client) -> None:
@@ -617,6 +664,21 @@ def test_openapi_documents_requests_and_responses(live: LiveServer) -> None:
     for ref in _refs(doc):
         assert ref.startswith("#/components/schemas/"), ref
         assert ref.removeprefix("#/components/schemas/") in schemas, ref
+    xirr = schemas["XirrResult"]["properties"]
+    reason = next(s for s in xirr["reason"]["anyOf"] if s.get("type") == "string")
+    assert set(reason["enum"]) == {
+        "TOO_FEW_FLOWS",
+        "NO_SIGN_CHANGE",
+        "NO_ROOT_IN_RANGE",
+        "DID_NOT_CONVERGE",
+    }
+    assert "why rate is null" in xirr["reason"]["description"]
+    assert xirr["reason_message"]["description"] and xirr["rate"]["description"]
+    waterfall = doc["paths"][f"{CALC}/waterfall"]["post"]["requestBody"]["content"]
+    body = waterfall["application/json"]["schema"]["properties"]
+    assert {"pref_basis", "contributions", "exit_date"} <= set(body)
+    ledger = doc["paths"][f"{CALC}/ledger"]["post"]["requestBody"]["content"]
+    assert "catch_up" in ledger["application/json"]["schema"]["properties"]["config"]["properties"]
 
 
 # -- fuzz: mutated valid bodies never produce a 500 -------------------------------------

@@ -5,11 +5,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
-from updog.finance import RATE_MAX, RATE_MIN, Strategy, XirrResult, xirr, xirr_result, xnpv
+from updog.finance import (
+    RATE_MAX,
+    RATE_MIN,
+    XIRR_REASONS,
+    Strategy,
+    XirrReason,
+    XirrResult,
+    xirr,
+    xirr_result,
+    xnpv,
+)
 
 D0 = date(2020, 1, 1)
 D5 = date(2025, 1, 1)
@@ -132,22 +142,48 @@ def test_several_sign_changes_with_one_root_is_not_multiple() -> None:
 
 
 @pytest.mark.parametrize(
-    ("dates", "amounts"),
+    ("dates", "amounts", "reason"),
     [
-        pytest.param([], [], id="empty"),
-        pytest.param([D0], [-1e6], id="single-flow"),
-        pytest.param([D0, D5], [1e6, 2e6], id="all-positive"),
-        pytest.param([D0, D5], [-1e6, -2e6], id="all-negative"),
-        pytest.param([D0, D5], [0.0, 0.0], id="all-zero"),
-        pytest.param([D0, D5], [-1e6, 0.0], id="outflow-and-zero"),
+        pytest.param([], [], "TOO_FEW_FLOWS", id="empty"),
+        pytest.param([D0], [-1e6], "TOO_FEW_FLOWS", id="single-flow"),
+        pytest.param([D0, D5], [1e6, 2e6], "NO_SIGN_CHANGE", id="all-positive"),
+        pytest.param([D0, D5], [-1e6, -2e6], "NO_SIGN_CHANGE", id="all-negative"),
+        pytest.param([D0, D5], [0.0, 0.0], "NO_SIGN_CHANGE", id="all-zero"),
+        pytest.param([D0, D5], [-1e6, 0.0], "NO_SIGN_CHANGE", id="outflow-and-zero"),
         pytest.param(
-            [datetime(2020, 1, 1, 8), datetime(2020, 1, 1, 16)], [-1e6, 2e6], id="one-day-nets"
+            [datetime(2020, 1, 1, 8), datetime(2020, 1, 1, 16)],
+            [-1e6, 2e6],
+            "TOO_FEW_FLOWS",
+            id="one-day-nets",
         ),
     ],
 )
-def test_no_sign_change_or_too_few_flows_is_none(dates: list[date], amounts: list[float]) -> None:
+def test_no_sign_change_or_too_few_flows_is_none(
+    dates: list[date], amounts: list[float], reason: XirrReason
+) -> None:
     assert xirr(dates, amounts) is None
-    assert xirr_result(dates, amounts) == XirrResult(None, False, "none", 0, False)
+    assert xirr_result(dates, amounts) == XirrResult(
+        None, False, "none", 0, False, reason, XIRR_REASONS[reason]
+    )
+
+
+def test_a_found_rate_has_no_reason() -> None:
+    for strategy in ("newton", "bisection", "hybrid"):
+        result = xirr_result([D0, D5], [-10e6, 25e6], strategy=strategy)  # type: ignore[arg-type]
+        assert result.rate is not None
+        assert (result.reason, result.reason_message) == (None, None)
+
+
+def test_a_result_has_a_rate_or_a_reason() -> None:
+    with pytest.raises(ValueError, match="rate or a reason"):
+        XirrResult(None, False, "none", 0, False)
+    with pytest.raises(ValueError, match="rate or a reason"):
+        XirrResult(0.1, True, "newton", 3, False, "NO_SIGN_CHANGE")
+
+
+def test_every_reason_has_a_sentence() -> None:
+    assert set(XIRR_REASONS) == set(get_args(XirrReason))
+    assert all(text.endswith(".") for text in XIRR_REASONS.values())
 
 
 def test_root_above_range_is_none() -> None:
@@ -157,11 +193,15 @@ def test_root_above_range_is_none() -> None:
     for strategy in strategies:
         result = xirr_result(dates, [-10e6, 100e6], strategy=strategy)
         assert result.rate is None and not result.converged
+        assert result.reason == "NO_ROOT_IN_RANGE", strategy
 
 
 def test_root_below_range_is_none() -> None:
     # Nearly everything lost in a day: 1 + r = 1e-12 ** 365.
     assert xirr([D0, date(2020, 1, 2)], [-1e6, 1e-6]) is None
+    for strategy in ("newton", "bisection", "hybrid"):
+        result = xirr_result([D0, date(2020, 1, 2)], [-1e6, 1e-6], strategy=strategy)  # type: ignore[arg-type]
+        assert result.reason == "NO_ROOT_IN_RANGE", strategy
 
 
 def test_root_at_the_edge_of_range_is_found() -> None:
@@ -175,11 +215,23 @@ def test_no_root_with_several_sign_changes_is_none() -> None:
     dates = [date(2020, 1, 1), date(2020, 1, 15), date(2020, 2, 1), date(2020, 3, 1)]
     result = xirr_result(dates, [-100_000, 250_000, -180_000, 100_000], day_count="actual/365.25")
     assert result.rate is None and not result.converged and result.method == "brent"
+    assert result.reason == "NO_ROOT_IN_RANGE"
+    newton = xirr_result(
+        dates, [-100_000, 250_000, -180_000, 100_000], day_count="actual/365.25", strategy="newton"
+    )
+    assert newton.reason == "NO_ROOT_IN_RANGE"
 
 
 def test_newton_iteration_cap_is_none_not_an_error() -> None:
     result = xirr_result([D0, D5], [-10e6, 25e6], strategy="newton", max_iterations=1)
-    assert result == XirrResult(None, False, "newton", 1, False)
+    assert result == XirrResult(
+        None, False, "newton", 1, False, "DID_NOT_CONVERGE", XIRR_REASONS["DID_NOT_CONVERGE"]
+    )
+
+
+def test_brent_iteration_cap_did_not_converge() -> None:
+    result = xirr_result([D0, D5], [-10e6, 25e6], strategy="bisection", max_iterations=1)
+    assert (result.rate, result.method, result.reason) == (None, "brent", "DID_NOT_CONVERGE")
 
 
 def test_hybrid_with_tiny_iteration_cap_falls_back_or_gives_none() -> None:

@@ -28,19 +28,22 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 import numpy as np
 import scipy.optimize  # type: ignore[import-untyped]
 from numpy.typing import NDArray
+from pydantic import Field
 
 __all__ = [
     "DAY_COUNT_BASIS",
     "LOG_RATE_GRID",
     "RATE_MAX",
     "RATE_MIN",
+    "XIRR_REASONS",
     "DayCount",
     "Strategy",
+    "XirrReason",
     "XirrResult",
     "scaled_discount_matrix",
     "xirr",
@@ -50,6 +53,8 @@ __all__ = [
 
 DayCount = Literal["actual/365", "actual/365.25"]
 Strategy = Literal["newton", "bisection", "hybrid"]
+#: Why a rate is undefined (:attr:`XirrResult.reason`); stable codes.
+XirrReason = Literal["TOO_FEW_FLOWS", "NO_SIGN_CHANGE", "NO_ROOT_IN_RANGE", "DID_NOT_CONVERGE"]
 
 #: Lowest admissible rate (a 99.9999 % annual loss). Rates at or below -1 are undefined.
 RATE_MIN: Final[float] = -0.999999
@@ -67,6 +72,19 @@ LOG_RATE_GRID: Final[NDArray[np.float64]] = np.linspace(
 )
 LOG_RATE_GRID.flags.writeable = False
 
+#: A sentence per :data:`XirrReason`, for people (:attr:`XirrResult.reason_message`).
+XIRR_REASONS: Final[Mapping[XirrReason, str]] = {
+    "TOO_FEW_FLOWS": "Fewer than two dates carry cash flows once same-day flows are summed; "
+    "an IRR needs flows on at least two dates.",
+    "NO_SIGN_CHANGE": "The cash flows never change sign (money only paid in, or only "
+    "received), so no rate makes their net present value zero.",
+    "NO_ROOT_IN_RANGE": "No rate in [-0.999999, 200] makes the net present value zero: the "
+    "return, if any, lies outside the admissible range.",
+    "DID_NOT_CONVERGE": "The solver stopped before it converged (the iteration cap, or "
+    "Newton's method failing from the guess); raise max_iterations, change the guess or use "
+    "the hybrid strategy.",
+}
+
 # Newton's answer is accepted only if |NPV| <= max(tolerance, 1e-6) * Σ|a_i v_i| there: this
 # rejects false convergence where the step is small only because the derivative is huge.
 _RESIDUAL_FLOOR: Final[float] = 1e-6
@@ -78,7 +96,7 @@ _SAME_ROOT: Final[float] = 1e-6
 
 @dataclass(frozen=True, slots=True)
 class XirrResult:
-    """Outcome of :func:`xirr_result`.
+    """Outcome of :func:`xirr_result`: the rate, or null and why.
 
     Attributes:
         rate: annual effective rate as a ratio (0.2 = 20 %), or None when undefined.
@@ -88,13 +106,52 @@ class XirrResult:
         iterations: solver iterations spent in total (Newton steps plus Brent iterations).
         multiple_roots: True when more than one rate in ``[RATE_MIN, RATE_MAX]`` zeroes the NPV
             (possible only with more than one sign change in the dated flows).
+        reason: None when ``rate`` was found; otherwise why not (:data:`XirrReason`):
+            ``TOO_FEW_FLOWS`` (fewer than 2 dates after same-day aggregation),
+            ``NO_SIGN_CHANGE`` (all flows of one sign, or zero), ``NO_ROOT_IN_RANGE`` (no rate
+            in ``[RATE_MIN, RATE_MAX]`` zeroes the NPV), ``DID_NOT_CONVERGE`` (a root may
+            exist but the solver stopped: Newton only, or the iteration cap).
+        reason_message: a sentence explaining ``reason`` (:data:`XIRR_REASONS`), or None.
     """
 
-    rate: float | None
-    converged: bool
-    method: str
-    iterations: int
-    multiple_roots: bool
+    rate: Annotated[
+        float | None,
+        Field(description="Annual effective rate as a ratio (0.2 = 20 %); null when undefined."),
+    ]
+    converged: Annotated[bool, Field(description="True when rate is a root a solver found.")]
+    method: Annotated[
+        str,
+        Field(
+            description="newton or brent: the solver that produced rate (or the last one "
+            "tried); none when no solver ran."
+        ),
+    ]
+    iterations: Annotated[int, Field(description="Solver iterations spent in total.")]
+    multiple_roots: Annotated[
+        bool,
+        Field(description="True when more than one rate in [-0.999999, 200] zeroes the NPV."),
+    ]
+    reason: Annotated[
+        XirrReason | None,
+        Field(
+            description="Null when a rate was found; otherwise why rate is null: TOO_FEW_FLOWS "
+            "(fewer than two dates once same-day flows are summed), NO_SIGN_CHANGE (flows "
+            "all of one sign), NO_ROOT_IN_RANGE (no rate in [-0.999999, 200] zeroes the NPV), "
+            "DID_NOT_CONVERGE (the solver stopped before converging: newton strategy or the "
+            "iteration cap)."
+        ),
+    ] = None
+    reason_message: Annotated[
+        str | None, Field(description="A sentence explaining reason; null with a rate.")
+    ] = None
+
+    def __post_init__(self) -> None:
+        if (self.rate is None) == (self.reason is None):
+            raise ValueError("an XirrResult has a rate or a reason, not both and not neither")
+
+
+def _undefined(reason: XirrReason, method: str, iterations: int, multiple: bool) -> XirrResult:
+    return XirrResult(None, False, method, iterations, multiple, reason, XIRR_REASONS[reason])
 
 
 def _to_date(value: date | datetime) -> date:
@@ -221,13 +278,14 @@ def _newton(
 
 def _bracket_roots(
     times: NDArray[np.float64], values: NDArray[np.float64], *, scan: bool, max_iterations: int
-) -> tuple[list[float], int]:
+) -> tuple[list[float], int, int]:
     """Roots in ``[RATE_MIN, RATE_MAX]`` found by bracketing, in increasing order.
 
     With ``scan`` the NPV's sign is scanned on ``LOG_RATE_GRID`` and every sign change is
     solved; without it (one sign change in the flows, so a unique root) the whole range is a
     single bracket. Brackets are solved with Brent's method in ``x = log(1 + r)``. Returns
-    ``(roots, brent_iterations)``; a bracket on which Brent does not converge gives no root.
+    ``(roots, brent_iterations, unsolved)``; a bracket on which Brent does not converge gives
+    no root and counts in ``unsolved``.
     """
     grid = LOG_RATE_GRID if scan else LOG_RATE_GRID[[0, -1]]
     signs = np.sign(scaled_discount_matrix(grid, times) @ values)
@@ -238,7 +296,7 @@ def _bracket_roots(
         ref = t_max if x < 0.0 else 0.0
         return float(np.dot(values, np.exp(-x * (times - ref))))
 
-    iterations = 0
+    iterations = unsolved = 0
     for k in np.flatnonzero(signs[:-1] * signs[1:] < 0.0):
         x, info = scipy.optimize.brentq(
             scaled_npv,
@@ -252,8 +310,17 @@ def _bracket_roots(
         iterations += int(info.iterations)
         if info.converged:
             roots.append(float(np.expm1(x)))
+        else:
+            unsolved += 1
     roots.sort()
-    return roots, iterations
+    return roots, iterations, unsolved
+
+
+def _brackets_a_root(times: NDArray[np.float64], values: NDArray[np.float64]) -> bool:
+    """Whether the NPV changes sign (or vanishes) between ``RATE_MIN`` and ``RATE_MAX``: with
+    one sign change in the flows, whether the unique root is in range."""
+    ends = np.sign(scaled_discount_matrix(LOG_RATE_GRID[[0, -1]], times) @ values)
+    return bool(ends[0] * ends[1] <= 0.0)
 
 
 def _count_distinct(roots: Sequence[float]) -> int:
@@ -308,13 +375,22 @@ def xirr_result(
     ``multiple_roots`` is True when more than one distinct root was found (by Newton and by
     the grid scan, which is made whenever the flows change sign more than once).
     :func:`updog.finance.irr_batch.periodic_irr_batch` applies the same rule.
+
+    When the rate is None, ``reason`` says why (:data:`XirrReason`, in this order of checks):
+    ``TOO_FEW_FLOWS``, ``NO_SIGN_CHANGE``; then ``NO_ROOT_IN_RANGE`` when no rate in the
+    admissible range zeroes the NPV (for ``"newton"`` with one sign change this is checked
+    at the ends of the range; with several, by the grid scan), else ``DID_NOT_CONVERGE`` (a
+    bracketed root Brent did not solve within ``max_iterations``, or Newton's failure under
+    ``"newton"``).
     """
     basis = _basis(day_count)
     solver = _validate_options(strategy, guess, max_iterations, tolerance)
     times, values = _prepare(dates, amounts, basis)
 
-    if times.size < 2 or not (np.any(values > 0.0) and np.any(values < 0.0)):
-        return XirrResult(None, False, "none", 0, False)
+    if times.size < 2:
+        return _undefined("TOO_FEW_FLOWS", "none", 0, False)
+    if not (np.any(values > 0.0) and np.any(values < 0.0)):
+        return _undefined("NO_SIGN_CHANGE", "none", 0, False)
 
     several_changes = _sign_changes(values) > 1
     iterations = 0
@@ -325,9 +401,12 @@ def xirr_result(
         if newton_root is not None and not several_changes:
             return XirrResult(newton_root, True, "newton", iterations, False)
         if newton_root is None and solver == "newton" and not several_changes:
-            return XirrResult(None, False, "newton", iterations, False)
+            reason: XirrReason = (
+                "DID_NOT_CONVERGE" if _brackets_a_root(times, values) else "NO_ROOT_IN_RANGE"
+            )
+            return _undefined(reason, "newton", iterations, False)
 
-    roots, brent_iterations = _bracket_roots(
+    roots, brent_iterations, unsolved = _bracket_roots(
         times, values, scan=several_changes, max_iterations=max_iterations
     )
     candidates = roots if newton_root is None else [*roots, newton_root]
@@ -336,10 +415,12 @@ def xirr_result(
     if newton_root is not None:
         return XirrResult(newton_root, True, "newton", iterations, multiple)
     if solver == "newton":
-        return XirrResult(None, False, "newton", iterations, multiple)
+        reason = "DID_NOT_CONVERGE" if roots or unsolved else "NO_ROOT_IN_RANGE"
+        return _undefined(reason, "newton", iterations, multiple)
     iterations += brent_iterations
     if not roots:
-        return XirrResult(None, False, "brent", iterations, multiple)
+        reason = "DID_NOT_CONVERGE" if unsolved else "NO_ROOT_IN_RANGE"
+        return _undefined(reason, "brent", iterations, multiple)
     best = min(roots, key=lambda r: (abs(r - guess), r))
     return XirrResult(best, True, "brent", iterations, multiple)
 

@@ -507,9 +507,14 @@ async def calc_xirr(request: Request, identity: Identity = Viewer) -> Response:
     "newton" | "bisection", "max_iterations": 100, "tolerance": 1e-7}`` (all but ``flows``
     optional). Same-day flows are summed; order does not matter.
 
-    Response: ``{"rate", "converged", "method", "iterations", "multiple_roots"}`` — ``rate``
-    is the annual effective rate as a ratio (a JSON number; 0.2 = 20 %) or null when there is
-    no sign change, fewer than two dates, or no root in [-0.999999, 200]."""
+    Response: ``{"rate", "converged", "method", "iterations", "multiple_roots", "reason",
+    "reason_message"}`` — ``rate`` is the annual effective rate as a ratio (a JSON number;
+    0.2 = 20 %), or null and then ``reason`` says why, as a stable code:
+    ``TOO_FEW_FLOWS`` (fewer than two dates once same-day flows are summed),
+    ``NO_SIGN_CHANGE`` (flows all of one sign), ``NO_ROOT_IN_RANGE`` (no rate in
+    [-0.999999, 200] zeroes the NPV) or ``DID_NOT_CONVERGE`` (the solver stopped first: the
+    ``newton`` strategy or ``max_iterations``), with ``reason_message`` a sentence for people;
+    both are null when a rate was found."""
     req = await _parse(request, XirrRequest)
     result = await _compute(
         xirr_result,
