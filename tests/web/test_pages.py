@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from web_support import WIDTHS, CspWatch, check_axe, check_screenshot, create_user, sign_in
 
-from updog.model.spec import validate_publish
+from updog.model.validation import validate_publish
 from updog.store import repositories as repo
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]

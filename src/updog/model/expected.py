@@ -273,10 +273,14 @@ def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
             size = np.zeros_like(gw)
             if q < plan.invest_until:
                 follows = np.arange(n_stage)[None, :] <= co.last_follow_on_stage[:, None]
-                size = follows * np.where(
-                    co.pro_rata[:, None],
-                    gw * st.round_size[None, :],
-                    gm * co.follow_on_check[:, None],
+                size = np.where(
+                    follows,
+                    np.where(
+                        co.pro_rata[:, None],
+                        gw * st.round_size[None, :],
+                        gm * co.follow_on_check[:, None],
+                    ),
+                    0.0,
                 )
             demand = part * size
             total = float(demand.sum())
@@ -365,7 +369,7 @@ def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
                     # return accrued to the exit quarter.
                     alive = m > 0.0
                     mc = m[alive][:, None]
-                    at = np.arange(q + 1, hi)[None, :]
+                    at = np.arange(q + 1, hi, dtype=np.float64)[None, :]
                     c_cost = cost[alive, s, q][:, None] / mc
                     pref = compounded_pref(disc[alive, s, q][:, None] / mc, c_cost, at, hurdle)
                     gp_share = deal_gp_share(

@@ -112,7 +112,8 @@ def need_tables(
 ) -> NeedTables:
     """Build :class:`NeedTables` for a ladder (stage arrays of shape (stages,)), allocations
     (arrays of shape (allocations,), with the last stage each may follow on in), ``quarters``
-    modelled and follow-ons allowed in quarters ``< invest_until``. ``survival[s]`` is ``S_s(τ)`` for τ = 0..K_s (shape (K_s + 1,))."""
+    modelled and follow-ons allowed in quarters ``< invest_until``. ``survival[s]`` is
+    ``S_s(τ)`` for τ = 0..K_s (shape (K_s + 1,))."""
     n_alloc, n_stage = len(participation), len(round_size)
     lags = max(max(len(p) for p in graduation_pmf), max(len(s) for s in survival))
     per_own = np.zeros((n_alloc, n_stage, quarters, lags))

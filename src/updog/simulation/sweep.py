@@ -24,8 +24,10 @@ DEFAULT_RATIOS = tuple(round(float(r), 2) for r in np.linspace(0.2, 0.7, 11))
 
 
 def with_reserve_ratio(spec: FundSpec, ratio: float) -> FundSpec:
-    """A copy of ``spec`` with ``construction.reserve_ratio`` set (validated again)."""
+    """A copy of ``spec`` built in ``reserve_ratio`` mode with that ratio (validated again):
+    a sweep compares fixed reserve ratios, whatever the spec's own construction mode."""
     data = spec.model_dump(mode="json")
+    data["construction"]["mode"] = "reserve_ratio"
     data["construction"]["reserve_ratio"] = ratio
     return FundSpec.model_validate(data)
 

@@ -38,8 +38,8 @@ from updog.model.spec import (
     Stage,
     WaterfallType,
     validate_draft,
-    validate_publish,
 )
+from updog.model.validation import validate_publish
 
 Kind = Literal["text", "money", "percent", "int", "number", "date", "select", "checkbox"]
 
@@ -438,8 +438,9 @@ STEPS: tuple[Step, ...] = (
                         "Market volatility",
                         "percent",
                         unit="%",
-                        hint="A shock shared by all companies of a simulated fund; "
-                        "0 switches it off, 30–50 % is typical.",
+                        hint="A shock shared by all companies of a simulated fund (good and "
+                        "bad vintages); 30 % reproduces the spread of US venture vintage "
+                        "returns (Cambridge Associates), 0 makes companies independent.",
                     ),
                 ),
             ),
