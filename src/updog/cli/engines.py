@@ -76,14 +76,19 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 
 def forecast_table(summary: dict[str, Any]) -> str:
-    """The forecast summary as a text table."""
+    """The forecast summary as a text table, its construction and its warnings."""
     companies = summary["companies"]
     graduated = sum(companies["graduated"].values())
+    plan, reserves, term = summary["plan"], summary["reserves"], summary["end_of_term"]
+    size = summary["fund_size"]
+    by_stage = ", ".join(f"{n} {name}" for name, n in plan["companies_by_stage"].items())
     rows = [
-        ("Paid-in", _money(summary["paid_in"])),
+        ("Paid-in", f"{_money(summary['paid_in'])} ({_percent(summary['paid_in'] / size)})"),
+        ("Uncalled commitment", _money(summary["uncalled"])),
         ("Distributions (LP)", _money(summary["distributions"])),
         ("NAV (net, at horizon)", _money(summary["net_nav"])),
         ("DPI", _multiple(summary["dpi"])),
+        ("RVPI", _multiple(summary["rvpi"])),
         ("TVPI", _multiple(summary["tvpi"])),
         ("Net IRR", _percent(summary["net_irr"])),
         ("Gross IRR", _percent(summary["gross_irr"])),
@@ -91,17 +96,36 @@ def forecast_table(summary: dict[str, Any]) -> str:
         ("Management fees", _money(summary["fees"])),
         ("Expenses", _money(summary["expenses"])),
         ("Carried interest", _money(summary["carry"])),
-        (
-            "Reserves used / planned",
-            f"{_money(summary['reserves']['used'])} / {_money(summary['reserves']['planned'])}",
-        ),
-        ("Companies: initial", f"{companies['initial']:.0f}"),
+        ("Recycled", _money(summary["recycled"])),
+        ("Construction", f"{plan['mode']}, unused reserves: {plan['unused_reserves']}"),
+        ("Investable capital", _money(plan["investable"])),
+        ("Fee budget", _money(plan["fee_budget"])),
+        ("Companies planned", f"{plan['companies_planned']} ({by_stage})"),
+        ("Initial checks planned", _money(plan["initial_planned"])),
+        ("Reserves planned", _money(reserves["planned"])),
+        ("Reserves: ladder's expected need", _money(reserves["need"])),
+        ("Reserves used (follow-ons)", _money(reserves["used"])),
+        ("Redeployed into new companies", _money(reserves["redeployed"])),
+        ("Companies: invested in", f"{companies['initial']:.1f}"),
         ("Companies: graduated (rounds)", f"{graduated:.1f}"),
         ("Companies: exited", f"{companies['exited']:.1f}"),
         ("Companies: failed", f"{companies['failed']:.1f}"),
         ("Companies: held at horizon", f"{companies['held_at_horizon']:.1f}"),
+        (
+            f"End of term ({term['policy'].replace('_', ' ')})",
+            f"{_money(term['value'])} ({_percent(term['share'])} of value)",
+        ),
     ]
-    return _table(rows)
+    lines = [_table(rows)]
+    lines.extend(f"Warning {w['path']}: {w['message']} [{w['code']}]" for w in summary["warnings"])
+    return "\n".join(lines)
+
+
+#: Why P(TVPI < 1) and P(net IRR < 0) are printed once when they are equal.
+COINCIDE = (
+    "P(TVPI < 1) = P(net IRR < 0): on every path the LPs' net IRR is negative exactly when they "
+    "get back (distributions plus residual value) less than they paid in."
+)
 
 
 def simulation_table(result: dict[str, Any]) -> str:
@@ -109,17 +133,25 @@ def simulation_table(result: dict[str, Any]) -> str:
     stats = ("mean", "p5", "p25", "p50", "p75", "p95")
     header = f"{'':<16}" + "".join(f"{s:>10}" for s in stats)
     lines = [f"{result['runs']:,} paths, seed {result['seed']}", header]
+    metrics = result["metrics"]
+    same_dpi = all(metrics["dpi"][s] == metrics["tvpi"][s] for s in stats)
     for key, label, fmt in (
         ("tvpi", "TVPI", _multiple),
         ("dpi", "DPI", _multiple),
         ("net_irr", "Net IRR", _percent),
         ("gross_multiple", "Gross multiple", _multiple),
     ):
-        metric = result["metrics"][key]
+        metric = metrics[key]
         lines.append(f"{label:<16}" + "".join(f"{fmt(metric[s]):>10}" for s in stats))
+    if same_dpi:
+        lines.append("DPI = TVPI: the fund sells what it holds at the end of its term.")
     probs = result["probabilities"]
-    lines.append(f"P(TVPI < 1)     {_percent(probs['tvpi_below_1']):>10}")
-    lines.append(f"P(net IRR < 0)  {_percent(probs['net_irr_below_0']):>10}")
+    if probs["tvpi_below_1"] == probs["net_irr_below_0"]:
+        lines.append(f"P(TVPI < 1)     {_percent(probs['tvpi_below_1']):>10}")
+        lines.append(COINCIDE)
+    else:
+        lines.append(f"P(TVPI < 1)     {_percent(probs['tvpi_below_1']):>10}")
+        lines.append(f"P(net IRR < 0)  {_percent(probs['net_irr_below_0']):>10}")
     irr = result["irr"]
     if irr["undefined_paths"]:
         lines.append(
@@ -127,6 +159,13 @@ def simulation_table(result: dict[str, Any]) -> str:
             f"zero): excluded from the IRR percentiles; {irr['undefined_losing_paths']:,} of "
             "them lost money and count in P(net IRR < 0)"
         )
+    means = result["means"]
+    value = means["gross_proceeds"]["mean"]
+    lines.append(
+        f"Mean paid-in {_money(means['paid_in']['mean'])}, recycled "
+        f"{_money(means['recycled']['mean'])}; end of term "
+        f"{_percent(means['end_value']['mean'] / value if value > 0 else None)} of gross value"
+    )
     return "\n".join(lines)
 
 

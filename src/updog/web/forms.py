@@ -26,7 +26,9 @@ from pydantic import BaseModel
 
 from updog.model.spec import (
     Allocation,
+    ConstructionMode,
     DeploymentCurve,
+    EndOfTermPolicy,
     Expense,
     FeeBasis,
     FeeTier,
@@ -36,6 +38,7 @@ from updog.model.spec import (
     OutcomeBand,
     Sector,
     Stage,
+    UnusedReserves,
     WaterfallType,
     validate_draft,
 )
@@ -276,8 +279,39 @@ STEPS: tuple[Step, ...] = (
                         unit=_YEARS,
                         hint="New investments are made in this period; at most the fund life.",
                     ),
+                    Input(
+                        "extension_years",
+                        "Extensions",
+                        "int",
+                        unit=_YEARS,
+                        hint="LPA extensions after the fund life: exits continue, no new "
+                        "investments.",
+                    ),
                     Input("evergreen", "Evergreen fund (no final liquidation)", "checkbox"),
                     Input("horizon_years", "Horizon of an evergreen fund", "int", unit=_YEARS),
+                ),
+            ),
+            Group(
+                "end_of_term",
+                "End of term",
+                (
+                    Input(
+                        "policy",
+                        "Companies still held at the end",
+                        "select",
+                        choices=(
+                            (EndOfTermPolicy.secondary_sale.value, "Sold on the secondary market"),
+                            (EndOfTermPolicy.hold_at_nav.value, "Kept and reported at NAV"),
+                        ),
+                    ),
+                    Input(
+                        "discount",
+                        "Secondary-sale discount to NAV",
+                        "percent",
+                        unit="%",
+                        hint="Tail-end venture positions traded at 55–75 % of NAV in 2024–25 "
+                        "(Jefferies, Lazard): 35 % by default.",
+                    ),
                 ),
             ),
         ),
@@ -289,6 +323,8 @@ STEPS: tuple[Step, ...] = (
             "first_close",
             "fund_life_years",
             "investment_period_years",
+            "extension_years",
+            "end_of_term",
             "evergreen",
             "horizon_years",
         ),
@@ -316,7 +352,7 @@ STEPS: tuple[Step, ...] = (
                                 "To fund year",
                                 "int",
                                 optional=True,
-                                hint="Empty: to the end of the fund.",
+                                hint="Empty: to the end of the fund life (no fees in extensions).",
                             ),
                         ),
                         _new_tier,
@@ -476,6 +512,13 @@ STEPS: tuple[Step, ...] = (
                             ),
                             Input("follow_on_check", "Fixed follow-on check", "money", unit="$"),
                             Input("participation", "Follow-on participation", "percent", unit="%"),
+                            Input(
+                                "follow_on_rounds",
+                                "Follow-on rounds",
+                                "int",
+                                optional=True,
+                                hint="How many later rounds the fund follows; empty: every one.",
+                            ),
                         ),
                         _new_allocation,
                         min_items=1,
@@ -484,11 +527,42 @@ STEPS: tuple[Step, ...] = (
                         title_field="stage",
                     ),
                     Input(
+                        "mode",
+                        "Number of companies",
+                        "select",
+                        choices=(
+                            (
+                                ConstructionMode.derived.value,
+                                "Derived: reserves from the stage ladder",
+                            ),
+                            (ConstructionMode.reserve_ratio.value, "From a reserve ratio"),
+                        ),
+                        hint="Derived solves the number of companies so that their checks and "
+                        "expected follow-ons use the investable capital.",
+                    ),
+                    Input(
                         "reserve_ratio",
                         "Reserve ratio",
                         "percent",
                         unit="%",
-                        hint="Share of investable capital kept for follow-ons (30–70 % is usual).",
+                        hint="With a reserve ratio only: share of investable capital kept for "
+                        "follow-ons (30–70 % is usual).",
+                    ),
+                    Input(
+                        "unused_reserves",
+                        "Reserves the companies do not need",
+                        "select",
+                        choices=(
+                            (UnusedReserves.redeploy.value, "Redeployed into new companies"),
+                            (UnusedReserves.hold.value, "Left uncalled"),
+                        ),
+                    ),
+                    Input(
+                        "fee_budget_margin",
+                        "Fee budget margin",
+                        "percent",
+                        unit="%",
+                        hint="Added to the expected fees on called, cost or NAV bases.",
                     ),
                     Input(
                         "deployment_curve",
