@@ -6,8 +6,9 @@ exactly; fees on a called, cost or NAV basis depend on the portfolio, which depe
 is left after fees. The plan is therefore a fixed point: starting from the fees' upper bound,
 the expected fund is run (:func:`updog.model.expected.expected_run`), the fee budget is set to
 the committed fees plus ``(1 + fee_budget_margin)`` × the expected basis-dependent fees, and
-the plan is solved again until the company counts repeat and the budgets move by less than a
-dollar. Expected recycling (proceeds retained and reinvested) is budgeted the same way, so
+the plan is solved again until the company counts repeat and the budgets move by less than
+:data:`BUDGET_TOLERANCE` of the commitment. Expected recycling (proceeds retained and
+reinvested) is budgeted the same way, so
 
     investable = commitment − fee budget − expense budget + expected recycling.
 
@@ -36,6 +37,7 @@ of the commitment is expected to stay uncalled.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -63,12 +65,14 @@ from updog.model.spec import (
     FundSpec,
     Issue,
     UnusedReserves,
+    canonical_json,
 )
 
 #: Most rounds of the budget fixed point (it converges in a few for every example).
 MAX_ITERATIONS = 25
-#: Budgets that move by less than this (dollars) have converged.
-BUDGET_TOLERANCE = 1.0
+#: Budgets that move by less than this share of the commitment have converged (a few hundred
+#: dollars on a typical fund: far below one check, so the plan cannot change any more).
+BUDGET_TOLERANCE = 1e-5
 #: Bisection steps on the initial capital of a derived construction.
 SIZING_STEPS = 60
 #: Expected reserve need outside this share of the planned reserves draws a warning.
@@ -205,7 +209,24 @@ def _plan(
 
 def solve_plan(spec: FundSpec) -> SolvedPlan:
     """Solve the construction of ``spec`` (the fixed point of the module docstring). Raises
-    :class:`PlanError` as :func:`build_plan` does."""
+    :class:`PlanError` as :func:`build_plan` does.
+
+    The solution is a pure function of the spec: the last :data:`PLAN_CACHE_SIZE` are kept
+    (keyed by the spec's canonical JSON), so validating, forecasting and simulating one fund
+    solve it once. Its arrays are shared: callers must not modify them."""
+    return _solve_cached(canonical_json(spec.model_dump(mode="json")))
+
+
+#: Solved plans kept in memory (see :func:`solve_plan`).
+PLAN_CACHE_SIZE = 32
+
+
+@functools.lru_cache(maxsize=PLAN_CACHE_SIZE)
+def _solve_cached(spec_json: str) -> SolvedPlan:
+    return _solve(FundSpec.model_validate_json(spec_json))
+
+
+def _solve(spec: FundSpec) -> SolvedPlan:
     stages = stage_arrays(spec)
     needs = _need_tables(spec, stages)
     fixed_fees = committed_fees(spec)
@@ -231,11 +252,12 @@ def solve_plan(spec: FundSpec) -> SolvedPlan:
         uses[retain_until:] = 0.0
         new_uses_ahead = np.cumsum(uses[::-1])[::-1]
         counts = _count_key(plan)
+        tolerance = BUDGET_TOLERANCE * spec.fund_size
         if (
             counts == previous
-            and abs(new_budget - fee_budget) < BUDGET_TOLERANCE
-            and float(np.abs(new_reinvest - reinvest).sum()) < BUDGET_TOLERANCE
-            and float(np.abs(new_uses_ahead - uses_ahead).sum()) < BUDGET_TOLERANCE
+            and abs(new_budget - fee_budget) < tolerance
+            and float(np.abs(new_reinvest - reinvest).sum()) < tolerance
+            and float(np.abs(new_uses_ahead - uses_ahead).max()) < tolerance
         ):
             break
         previous, fee_budget, reinvest = counts, new_budget, new_reinvest

@@ -84,14 +84,15 @@ class NeedTables:
         """Expected follow-on need (dollars) of live companies that entered ``stage`` in
         quarter ``entered`` and have had no event for ``elapsed`` quarters (arrays of one
         shape), given that they are still alive."""
-        lag = np.minimum(elapsed, self.lags - 1)
-        alive = self.survival[stage, lag]
-        raw = (
-            ownership * self.per_ownership[allocation, stage, entered, lag]
-            + self.per_company[allocation, stage, entered, lag]
-        )
+        _, stages, quarters, lags = self.per_ownership.shape
+        lag = np.minimum(elapsed, lags - 1)
+        cell = stage * lags + lag
+        flat = ((allocation * stages + stage) * quarters + entered) * lags + lag
+        alive = self.survival.ravel().take(cell)
+        raw = ownership * self.per_ownership.ravel().take(flat)
+        raw += self.per_company.ravel().take(flat)
         out: Array = np.divide(
-            raw, alive, out=np.zeros(raw.shape), where=(alive > 0.0) & (elapsed < self.lags)
+            raw, alive, out=np.zeros(raw.shape), where=(alive > 0.0) & (elapsed < lags)
         )
         return out
 

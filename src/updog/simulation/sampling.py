@@ -169,6 +169,26 @@ class BlockStreams:
         return uniforms, np.exp(self.volatility * z - 0.5 * self.volatility**2)
 
 
+def _live_need(
+    plan: Plan,
+    quarter: int,
+    event_q: NDArray[np.int64],
+    stage: NDArray[np.int64],
+    stage_q: NDArray[np.int64],
+    own: Array,
+) -> Array:
+    """Expected follow-on need (dollars) of each path's live companies at ``quarter``, shape
+    (paths,): :meth:`updog.model.reserves.NeedTables.conditional` summed over the companies
+    whose next event is still to come (arrays of shape (paths, companies))."""
+    p, c = np.nonzero(event_q != NEVER)
+    entered = stage_q[p, c]
+    need = plan.needs.conditional(
+        plan.companies.allocation[c], stage[p, c], entered, quarter - entered, own[p, c]
+    )
+    out: Array = np.bincount(p, need, event_q.shape[0]).astype(np.float64, copy=False)
+    return out
+
+
 def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array) -> PortfolioResult:
     """Portfolios drawn from ``uniforms`` (paths, companies, width; see :class:`BlockStreams`)
     and the per-path ``market`` factor (paths,), run with the fund's cash. Flows and cash have
@@ -281,15 +301,11 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                     # passed on (uncommitted capital after the base follow-ons).
                     extra = size * ~joins
                     if extra.any():
-                        live = event_q != NEVER
-                        need = plan.needs.conditional(
-                            co.allocation[None, :], stage, stage_q, q - stage_q, own
-                        )
                         surplus = np.maximum(
                             available
                             - spent
                             - np.bincount(gp_, funded, paths)
-                            - (need * live).sum(axis=1),
+                            - _live_need(plan, q, event_q, stage, stage_q, own),
                             0.0,
                         )
                         wanted = np.bincount(gp_, extra, paths)
@@ -312,15 +328,11 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
         entering = by_quarter[q]
         if entering.size:
             if redeploy:
-                live = event_q != NEVER
-                need = plan.needs.conditional(
-                    co.allocation[None, :], stage, stage_q, q - stage_q, own
-                )
                 uncommitted = (
                     available
                     - spent
                     + plan.reinvestable_ahead[q]
-                    - (need * live).sum(axis=1)
+                    - _live_need(plan, q, event_q, stage, stage_q, own)
                     - plan_ahead[q]
                 )
             for c in entering:
