@@ -29,7 +29,7 @@ def test_model_prints_a_summary_table() -> None:
         "Gross multiple",
         "Management fees",
         "Carried interest",
-        "Companies: initial",
+        "Companies: invested in",
         "Companies: graduated",
         "Companies: exited",
         "Companies: failed",

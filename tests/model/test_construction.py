@@ -57,7 +57,10 @@ def test_a_nav_based_fee_is_budgeted_at_its_expectation_not_its_upper_bound() ->
     solved = solve_plan(nav)
     expected_fees = float(solved.run.cash.fees.sum() + solved.run.cash.fees_waived.sum())
     margin = nav.construction.fee_budget_margin
-    assert solved.plan.fee_budget == pytest.approx((1.0 + margin) * expected_fees, rel=1e-6)
+    # Converged to within the fixed point's tolerance (a share of the commitment).
+    assert solved.plan.fee_budget == pytest.approx(
+        (1.0 + margin) * expected_fees, abs=1e-4 * nav.fund_size
+    )
     assert solved.plan.fee_budget < 0.8 * fee_upper_bound(nav)
     assert committed_fees(nav) == 0.0
     committed_plan = build_plan(committed)

@@ -50,17 +50,20 @@ def test_sweep_points_carry_standard_errors() -> None:
 
 
 def test_a_company_keeps_its_fate_when_the_portfolio_changes() -> None:
-    """Company streams are keyed by (block, company): adding companies (a smaller reserve,
-    more initial checks) leaves the first companies' random numbers unchanged."""
+    """Company streams are keyed by (block, allocation, planned or extra, ordinal): adding
+    companies (a smaller reserve, more initial checks) leaves every existing company's random
+    numbers unchanged, wherever it now sits in the entry order."""
     spec = load_yaml(SEED_FUND)
     few_plan = build_plan(with_reserve_ratio(spec, 0.7))
     many_plan = build_plan(with_reserve_ratio(spec, 0.2))
-    n_few = len(few_plan.companies.entry_quarter)
-    assert len(many_plan.companies.entry_quarter) > n_few
+    few_keys = [tuple(k) for k in few_plan.companies.stream_key]
+    many_keys = [tuple(k) for k in many_plan.companies.stream_key]
+    assert len(many_keys) > len(few_keys) and set(few_keys) <= set(many_keys)
     block = np.random.SeedSequence(5, spawn_key=(0,))
     few, _ = BlockStreams(block, few_plan, 0.0).take(50)
     many, _ = BlockStreams(block, many_plan, 0.0).take(50)
-    assert np.array_equal(few, many[:, :n_few, :])
+    for c, key in enumerate(few_keys):
+        assert np.array_equal(few[:, c, :], many[:, many_keys.index(key), :])
 
 
 def test_slicing_a_block_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

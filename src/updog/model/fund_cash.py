@@ -191,7 +191,8 @@ class FundLedger:
         self.gp_total = zeros.copy()
         self.prev_nav = zeros.copy()
         self.prev_cost = zeros.copy()
-        self.out = {name: np.zeros((paths, quarters)) for name in FundCash.__dataclass_fields__}
+        # (quarters, paths): one contiguous row per quarter; transposed by :meth:`finish`.
+        self.out = {name: np.zeros((quarters, paths)) for name in FundCash.__dataclass_fields__}
 
     def investable(self, quarter: int) -> Array:
         """Dollars the fund can still invest in ``quarter`` (before the quarter's settlement),
@@ -302,23 +303,23 @@ class FundLedger:
         self.lp_total = self.lp_total + lp
         self.gp_total = self.gp_total + gp
 
-        out["called"][:, q] = call
-        out["fees"][:, q] = fee
-        out["fees_waived"][:, q] = waived + over_budget
-        out["expenses"][:, q] = expenses
-        out["recycled"][:, q] = used
-        out["retained"][:, q] = retained
-        out["released"][:, q] = released
-        out["fund_cash"][:, q] = self.cash
-        out["lp_distributions"][:, q] = lp
-        out["gp_carry"][:, q] = gp
+        out["called"][q] = call
+        out["fees"][q] = fee
+        out["fees_waived"][q] = waived + over_budget
+        out["expenses"][q] = expenses
+        out["recycled"][q] = used
+        out["retained"][q] = retained
+        out["released"][q] = released
+        out["fund_cash"][q] = self.cash
+        out["lp_distributions"][q] = lp
+        out["gp_carry"][q] = gp
         value = nav + self.cash
         if self.american:
             # Carry on unrealised gains if the holdings were sold at their marks (no pref).
             value_gp = self.carry * np.maximum(nav - cost, 0.0)
         else:
             _, _, _, value_gp = _split(state, value, self.carry, self.catch_up)
-        out["net_nav"][:, q] = value - value_gp
+        out["net_nav"][q] = value - value_gp
         self.prev_nav = nav
         self.prev_cost = cost
 
@@ -330,22 +331,22 @@ class FundLedger:
             profit = self.lp_total + self.gp_total - state.paid_in
             allowed = self.carry * np.maximum(profit, 0.0)
             claw = np.maximum(self.gp_total - allowed, 0.0)
-            out["clawback"][:, -1] = claw
-            out["gp_carry"][:, -1] -= claw
-            out["lp_distributions"][:, -1] += claw
+            out["clawback"][-1] = claw
+            out["gp_carry"][-1] -= claw
+            out["lp_distributions"][-1] += claw
         elif self.quarters > 0:
             # A fund that keeps holdings at its horizon (evergreen, or held at NAV at the end of
             # its term) is valued as if liquidated at its marks: carry paid plus the GP's share
             # of the residual value may not exceed carry × total profit; the excess is a
             # clawback the GP owes the LPs, counted in the LPs' net NAV (a receivable).
             value_end = self.prev_nav + self.cash
-            value_gp = value_end - out["net_nav"][:, -1]
+            value_gp = value_end - out["net_nav"][-1]
             profit = self.lp_total + self.gp_total + value_end - state.paid_in
             allowed = self.carry * np.maximum(profit, 0.0)
             claw = np.maximum(self.gp_total + value_gp - allowed, 0.0)
-            out["clawback"][:, -1] = claw
-            out["net_nav"][:, -1] += claw
-        cash = FundCash(**out)
+            out["clawback"][-1] = claw
+            out["net_nav"][-1] += claw
+        cash = FundCash(**{name: np.ascontiguousarray(a.T) for name, a in out.items()})
         _check_conservation(cash, invested, proceeds)
         return cash
 

@@ -119,7 +119,9 @@ class CompanyPlan:
     check (dollars), the follow-on terms and index of the company's allocation, whether it is
     a planned company (False: an extra candidate for reserve-aware pacing), its expected
     follow-on need at entry (dollars, from the stage ladder) and the last stage whose round the
-    fund may follow on in (its allocation's ``follow_on_rounds`` after the entry stage)."""
+    fund may follow on in (its allocation's ``follow_on_rounds`` after the entry stage), and
+    its identity for random streams, shape (companies, 3): (allocation, 0 planned / 1 extra,
+    ordinal within them), which does not change when other companies are added."""
 
     entry_quarter: NDArray[np.int64]
     entry_stage: NDArray[np.int64]
@@ -131,6 +133,7 @@ class CompanyPlan:
     planned: NDArray[np.bool_]
     need: NDArray[np.float64]
     last_follow_on_stage: NDArray[np.int64]
+    stream_key: NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -279,7 +282,7 @@ def place_companies(
             "modelled (raise initial_check)",
         )
     period_quarters = 4 * spec.investment_period_years
-    rows: list[tuple[int, int, int, int, Allocation]] = []
+    rows: list[tuple[int, int, int, int, Allocation, int]] = []
     for a, alloc in enumerate(spec.construction.allocations):
         stage = spec.stage_index(alloc.stage)
         for kind, n in ((0, planned[a]), (1, extra[a])):
@@ -288,7 +291,9 @@ def place_companies(
             curve = spec.construction.deployment_curve if kind == 0 else EXTRA_CANDIDATE_CURVE
             positions = deployment_positions(n, curve)
             entry = np.minimum(np.floor(positions * period_quarters), period_quarters - 1)
-            rows.extend((int(q), kind, a, stage, alloc) for q in entry.astype(np.int64))
+            rows.extend(
+                (int(q), kind, a, stage, alloc, i) for i, q in enumerate(entry.astype(np.int64))
+            )
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
     entry_quarter = np.array([r[0] for r in rows], dtype=np.int64)
     entry_stage = np.array([r[3] for r in rows], dtype=np.int64)
@@ -303,6 +308,7 @@ def place_companies(
         participation=np.array([r[4].participation for r in rows], dtype=np.float64),
         allocation=allocation,
         planned=np.array([r[1] == 0 for r in rows], dtype=np.bool_),
+        stream_key=np.array([(r[2], r[1], r[5]) for r in rows], dtype=np.int64).reshape(-1, 3),
         last_follow_on_stage=last_follow_on_stage(spec)[allocation],
         need=needs.at_entry(
             allocation, entry_stage, entry_quarter, check / stages.post_money[entry_stage]

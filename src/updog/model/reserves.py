@@ -53,6 +53,10 @@ class NeedTables:
     per_ownership: Array
     per_company: Array
     survival: Array
+    #: ``per_ownership`` and ``per_company`` divided by ``survival`` (0 where no company can
+    #: still be alive), flattened: the conditional tables of :meth:`conditional`.
+    conditional_ownership: Array
+    conditional_company: Array
 
     @property
     def lags(self) -> int:
@@ -85,15 +89,10 @@ class NeedTables:
         quarter ``entered`` and have had no event for ``elapsed`` quarters (arrays of one
         shape), given that they are still alive."""
         _, stages, quarters, lags = self.per_ownership.shape
-        lag = np.minimum(elapsed, lags - 1)
-        cell = stage * lags + lag
-        flat = ((allocation * stages + stage) * quarters + entered) * lags + lag
-        alive = self.survival.ravel().take(cell)
-        raw = ownership * self.per_ownership.ravel().take(flat)
-        raw += self.per_company.ravel().take(flat)
-        out: Array = np.divide(
-            raw, alive, out=np.zeros(raw.shape), where=(alive > 0.0) & (elapsed < lags)
-        )
+        flat = ((allocation * stages + stage) * quarters + entered) * lags
+        flat += np.minimum(elapsed, lags - 1)
+        out: Array = ownership * self.conditional_ownership.take(flat)
+        out += self.conditional_company.take(flat)
         return out
 
 
@@ -146,4 +145,15 @@ def need_tables(
             table[:, s, :, :width] = suffix[:, :, 1:]
     per_own[~pro_rata] = 0.0
     per_co[pro_rata] = 0.0
-    return NeedTables(per_ownership=per_own, per_company=per_co, survival=surv)
+    alive = surv[None, :, None, :]
+    conditional = [
+        np.divide(table, alive, out=np.zeros(table.shape), where=alive > 0.0).ravel()
+        for table in (per_own, per_co)
+    ]
+    return NeedTables(
+        per_ownership=per_own,
+        per_company=per_co,
+        survival=surv,
+        conditional_ownership=conditional[0],
+        conditional_company=conditional[1],
+    )

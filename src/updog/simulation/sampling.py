@@ -13,8 +13,10 @@ drawn from the stage's band mixture (uniform within a band, bounded Pareto in th
 times the path's market factor; the factor also moves the price of the end-of-term secondary
 sale (a realisation in the same market), not the NAV marks.
 
-Randomness (numpy.random style, no global state): every company ``c`` of block ``b`` has its
-own stream, ``SeedSequence(seed, spawn_key=(b, c))``, from which all of its uniforms are drawn
+Randomness (numpy.random style, no global state): every company of block ``b`` has its own
+stream, ``SeedSequence(seed, spawn_key=(b, allocation, kind, ordinal))`` (kind 0 for a planned
+company, 1 for an extra candidate; ordinal in the allocation's deployment order), from which
+all of its uniforms are drawn
 up front — :data:`DRAWS_PER_STAGE` per stage it can pass through (fate, timing,
 participation) and two for its exit multiple — by inverse transform. A company's fortunes
 therefore do not depend on how many other companies the fund holds or on the order of events:
@@ -58,8 +60,11 @@ class _Tables:
 
     graduation_rate: Array  # (stages,)
     exit_rate: Array  # (stages,)
-    grad_cdf: Array  # (stages, K) cumulative time-to-event, graduation/failure
-    exit_cdf: Array  # (stages, K)
+    #: Cumulative time-to-event distributions, rows 2·stage (graduation/failure) and
+    #: 2·stage + 1 (exit), padded to a common width K, row r shifted by 2r and flattened: one
+    #: sorted array, so one ``searchsorted`` serves every stage (shape (2 · stages · K,)).
+    timing_cdf: Array
+    timing_width: int
     band_cdf: Array  # (stages, B) cumulative band probabilities
     band_low: Array  # (stages, B)
     band_high: Array  # (stages, B)
@@ -89,11 +94,14 @@ def _tables(spec: FundSpec, plan: Plan) -> _Tables:
         band_cdf[i, n - 1 :] = 1.0
         low[i, :n] = [b.min_multiple for b in s.outcomes.bands]
         high[i, :n] = [b.max_multiple for b in s.outcomes.bands]
+    pairs = zip(plan.stages.graduation_pmf, plan.stages.exit_pmf, strict=True)
+    pmfs = [pmf for pair in pairs for pmf in pair]
+    rows = _padded_cdf(tuple(pmfs))
     return _Tables(
         graduation_rate=plan.stages.graduation_rate,
         exit_rate=plan.stages.exit_rate,
-        grad_cdf=_padded_cdf(plan.stages.graduation_pmf),
-        exit_cdf=_padded_cdf(plan.stages.exit_pmf),
+        timing_cdf=(rows + 2.0 * np.arange(len(rows))[:, None]).ravel(),
+        timing_width=rows.shape[1],
         band_cdf=band_cdf,
         band_low=low,
         band_high=high,
@@ -109,12 +117,8 @@ def _fate(
     from uniforms ``u`` (fate) and ``v`` (timing); all arrays share one shape."""
     pg = t.graduation_rate[stage]
     fate = np.where(u < pg, GRADUATE, np.where(u < pg + t.exit_rate[stage], EXIT, FAIL))
-    delay = np.empty(stage.shape, dtype=np.int64)
-    is_exit = fate == EXIT
-    for s in np.unique(stage):
-        at = stage == s
-        for mask, cdf in ((at & is_exit, t.exit_cdf[s]), (at & ~is_exit, t.grad_cdf[s])):
-            delay[mask] = np.searchsorted(cdf, v[mask], side="right")
+    row = 2 * stage + (fate == EXIT)
+    delay = np.searchsorted(t.timing_cdf, v + 2.0 * row, side="right") - row * t.timing_width
     return fate.astype(np.int8), np.maximum(delay, 1)
 
 
@@ -136,8 +140,9 @@ def _multiple(t: _Tables, stage: NDArray[np.int64], u: Array, v: Array) -> Array
 
 class BlockStreams:
     """The random streams of one block: one PCG64 generator per company (``spawn_key`` =
-    block key + (company,)) and one for the market factor. :meth:`take` hands out the next
-    rows, so drawing a block in slices gives the same numbers as drawing it at once."""
+    block key + the company's stream key) and one for the market factor. :meth:`take` hands
+    out the next rows, so drawing a block in slices gives the same numbers as drawing it at
+    once."""
 
     def __init__(self, block: np.random.SeedSequence, plan: Plan, volatility: float) -> None:
         self.companies = len(plan.companies.entry_quarter)
@@ -146,10 +151,12 @@ class BlockStreams:
         self._companies = [
             np.random.Generator(
                 np.random.PCG64(
-                    np.random.SeedSequence(block.entropy, spawn_key=(*block.spawn_key, c))
+                    np.random.SeedSequence(
+                        block.entropy, spawn_key=(*block.spawn_key, *(int(k) for k in key))
+                    )
                 )
             )
-            for c in range(self.companies)
+            for key in plan.companies.stream_key
         ]
         self._market = np.random.Generator(
             np.random.PCG64(
@@ -179,13 +186,13 @@ def _live_need(
 ) -> Array:
     """Expected follow-on need (dollars) of each path's live companies at ``quarter``, shape
     (paths,): :meth:`updog.model.reserves.NeedTables.conditional` summed over the companies
-    whose next event is still to come (arrays of shape (paths, companies))."""
-    p, c = np.nonzero(event_q != NEVER)
-    entered = stage_q[p, c]
+    whose next event is still to come (arrays of shape (paths, companies), or any rows of
+    them)."""
     need = plan.needs.conditional(
-        plan.companies.allocation[c], stage[p, c], entered, quarter - entered, own[p, c]
+        plan.companies.allocation[None, :], stage, stage_q, quarter - stage_q, own
     )
-    out: Array = np.bincount(p, need, event_q.shape[0]).astype(np.float64, copy=False)
+    need *= event_q != NEVER
+    out: Array = need.sum(axis=1)
     return out
 
 
@@ -301,11 +308,14 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                     # passed on (uncommitted capital after the base follow-ons).
                     extra = size * ~joins
                     if extra.any():
-                        surplus = np.maximum(
-                            available
-                            - spent
-                            - np.bincount(gp_, funded, paths)
-                            - _live_need(plan, q, event_q, stage, stage_q, own),
+                        # Only the paths with a round to follow need their surplus.
+                        rows = np.unique(gp_)
+                        surplus = np.zeros(paths)
+                        surplus[rows] = np.maximum(
+                            (available - spent - np.bincount(gp_, funded, paths))[rows]
+                            - _live_need(
+                                plan, q, event_q[rows], stage[rows], stage_q[rows], own[rows]
+                            ),
                             0.0,
                         )
                         wanted = np.bincount(gp_, extra, paths)
