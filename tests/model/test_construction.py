@@ -133,14 +133,14 @@ def test_derived_construction_fills_the_investable_capital_with_checks_and_their
     assert plan.reserve_need == pytest.approx(float(co.need[planned].sum()))
 
 
-def test_reserve_ratio_mode_warns_when_the_ladder_needs_far_less() -> None:
+def test_a_reserve_ratio_far_above_the_need_warns_and_leaves_capital_uncalled() -> None:
     data = minimal_spec_json(
         construction=_construction(mode="reserve_ratio", reserve_ratio=0.7, unused_reserves="hold")
     )
     spec, errors, warnings = validate_publish(data)
     assert spec is not None and errors == []
     codes = [w["code"] for w in warnings]
-    assert "RESERVES_OFF_NEED" in codes and "UNCALLED_COMMITMENT" in codes
+    assert "RESERVE_USE_OFF_PLAN" in codes and "UNCALLED_COMMITMENT" in codes
 
 
 def test_follow_on_rounds_limit_the_reserves() -> None:

@@ -154,8 +154,9 @@ def simulation_table(result: dict[str, Any]) -> str:
         lines.append(f"P(net IRR < 0)  {_percent(probs['net_irr_below_0']):>10}")
     irr = result["irr"]
     if irr["undefined_paths"]:
+        paths = "path" if irr["undefined_paths"] == 1 else "paths"
         lines.append(
-            f"Net IRR undefined on {irr['undefined_paths']:,} paths (no rate sets their NPV to "
+            f"Net IRR undefined on {irr['undefined_paths']:,} {paths} (no rate sets the NPV to "
             f"zero): excluded from the IRR percentiles; {irr['undefined_losing_paths']:,} of "
             "them lost money and count in P(net IRR < 0)"
         )

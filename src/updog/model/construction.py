@@ -23,10 +23,11 @@ reinvested) is budgeted the same way, so
 * ``reserve_ratio``: ``(1 − reserve_ratio)`` × investable goes to initial checks; the rest is
   the reserve budget.
 
-Both report the planned reserves against the ladder's expected need (with ``reserve_ratio``, a
-warning when the need is under 80 % or over 110 % of the plan) and the number of companies
-per entry stage. A derived plan's reserves are the need by construction; what whole checks
-leave over (less than one company's check and need) is redeployed or stays uncalled.
+Both report the planned reserves against the ladder's expected need and the expected use, with
+a warning when follow-ons are expected to use under 80 % or over 110 % of the plan, and the
+number of companies per entry stage. A derived plan's reserves are the need by construction;
+what whole checks leave over (less than one company's check and need) is redeployed or stays
+uncalled.
 
 **Unused reserves** (``construction.unused_reserves``): ``redeploy`` (the default) adds extra
 candidate companies (:data:`updog.model.plan.EXTRA_CANDIDATE_SHARE`) that the engines invest in
@@ -75,7 +76,7 @@ MAX_ITERATIONS = 25
 BUDGET_TOLERANCE = 1e-5
 #: Bisection steps on the initial capital of a derived construction.
 SIZING_STEPS = 60
-#: Expected reserve need outside this share of the planned reserves draws a warning.
+#: Expected reserve use (follow-ons) outside this share of the planned reserves draws a warning.
 RESERVE_USE_RANGE = (0.80, 1.10)
 #: Expected uncalled commitment above this share of the commitment draws a warning.
 UNCALLED_WARNING = 0.10
@@ -286,27 +287,26 @@ def construction_warnings(spec: FundSpec, plan: Plan, run: PortfolioResult) -> l
     expected uncalled commitment, a large share of value from the end of the term."""
     out: list[Issue] = []
     low, high = RESERVE_USE_RANGE
-    if spec.construction.mode == ConstructionMode.derived:
-        pass  # the reserves are the ladder's need by construction (up to a whole check)
-    elif plan.reserves_planned > 0.0:
-        use = plan.reserve_need / plan.reserves_planned
+    used = float(run.reserves_used.sum())
+    if plan.reserves_planned > 0.0:
+        use = used / plan.reserves_planned
         if not low <= use <= high:
             out.append(
                 Issue(
                     path="/construction",
-                    code="RESERVES_OFF_NEED",
-                    message=f"the stage ladder expects the companies to need {use:.0%} of the "
-                    f"planned reserves (${plan.reserve_need:,.0f} of "
-                    f"${plan.reserves_planned:,.0f}); {low:.0%}–{high:.0%} is the usual range",
+                    code="RESERVE_USE_OFF_PLAN",
+                    message=f"follow-ons are expected to use {use:.0%} of the planned reserves "
+                    f"(${used:,.0f} of ${plan.reserves_planned:,.0f}; the stage ladder expects "
+                    f"${plan.reserve_need:,.0f}); {low:.0%}–{high:.0%} is the usual range",
                 )
             )
-    elif plan.reserve_need > 0.0:
+    elif used > 0.0:
         out.append(
             Issue(
                 path="/construction",
-                code="RESERVES_OFF_NEED",
-                message=f"no reserves are planned but the companies are expected to need "
-                f"${plan.reserve_need:,.0f} of follow-ons",
+                code="RESERVE_USE_OFF_PLAN",
+                message=f"no reserves are planned but follow-ons are expected to use "
+                f"${used:,.0f}",
             )
         )
     paid_in = float(run.cash.called.sum())
