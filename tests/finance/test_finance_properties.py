@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from updog.finance import (
+    Distribution,
     EuropeanTerms,
     ExitEvent,
     FeeBasis,
@@ -429,6 +430,23 @@ def one_deal_fund(
     return policy, contributions, exit_day, draw(money)
 
 
+def _compounded(
+    policy: WaterfallPolicy,
+    proceeds: Decimal,
+    contributions: list[tuple[int, Decimal]],
+    exit_day: int,
+) -> Distribution:
+    """``distribute`` with the compounded pref, contributions and exit given as day offsets."""
+    return distribute(
+        policy,
+        proceeds,
+        sum((a for _, a in contributions), Decimal(0)),
+        pref_basis="compounded",
+        contributions=[(EPOCH + timedelta(days=day), a) for day, a in contributions],
+        exit_date=EPOCH + timedelta(days=exit_day),
+    )
+
+
 @PROPERTIES
 @given(one_deal_fund())
 def test_compounded_distribute_is_the_european_waterfall_of_a_one_deal_fund(
@@ -437,15 +455,7 @@ def test_compounded_distribute_is_the_european_waterfall_of_a_one_deal_fund(
     """Day-indexed periods with ``periods_per_year=365`` make the European accrual the
     Actual/365 compounding of ``pref_basis="compounded"``: LP and GP agree to the cent."""
     policy, contributions, exit_day, proceeds = case
-    cost = sum((a for _, a in contributions), Decimal(0))
-    d = distribute(
-        policy,
-        proceeds,
-        cost,
-        pref_basis="compounded",
-        contributions=[(EPOCH + timedelta(days=day), a) for day, a in contributions],
-        exit_date=EPOCH + timedelta(days=exit_day),
-    )
+    d = _compounded(policy, proceeds, contributions, exit_day)
     european = european_waterfall(
         EuropeanTerms(
             carry=policy.rate(TierKind.CARRY) or 0,
@@ -472,14 +482,7 @@ def test_compounded_pref_held_a_year_or_more_is_never_below_the_flat_one(
     exit_day = max(day for day, _ in contributions) + held
     cost = sum((a for _, a in contributions), Decimal(0))
     flat = distribute(policy, proceeds, cost)
-    compounded = distribute(
-        policy,
-        proceeds,
-        cost,
-        pref_basis="compounded",
-        contributions=[(EPOCH + timedelta(days=day), a) for day, a in contributions],
-        exit_date=EPOCH + timedelta(days=exit_day),
-    )
+    compounded = _compounded(policy, proceeds, contributions, exit_day)
     hurdle = policy.rate(TierKind.PREFERRED_RETURN) or Decimal(0)
     owed = compounded_pref(
         hurdle, [(EPOCH + timedelta(days=day), a) for day, a in contributions],

@@ -305,8 +305,7 @@ def construction_warnings(spec: FundSpec, plan: Plan, run: PortfolioResult) -> l
             Issue(
                 path="/construction",
                 code="RESERVE_USE_OFF_PLAN",
-                message=f"no reserves are planned but follow-ons are expected to use "
-                f"${used:,.0f}",
+                message=f"no reserves are planned but follow-ons are expected to use ${used:,.0f}",
             )
         )
     paid_in = float(run.cash.called.sum())

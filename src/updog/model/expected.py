@@ -216,6 +216,54 @@ def protected_initial(spec: FundSpec, plan: Plan) -> Array:
     return out
 
 
+@dataclass(frozen=True)
+class QuarterRules:
+    """What both engines read from a spec and its plan as they step through the quarters:
+    the deal-by-deal terms, reserve-aware pacing and its capital curves
+    (:func:`protected_initial`, :func:`planned_ahead`), the candidates entering each quarter
+    and the share of ownership kept through each stage's round (shape (stages,))."""
+
+    american: bool
+    carry: float
+    hurdle: float
+    catch_up: float
+    growth: float
+    redeploy: bool
+    protect: Array
+    plan_ahead: Array
+    by_quarter: list[NDArray[np.int64]]
+    keep: Array
+
+    @classmethod
+    def of(cls, spec: FundSpec, plan: Plan) -> QuarterRules:
+        waterfall = spec.waterfall
+        return cls(
+            american=waterfall.type == WaterfallType.american,
+            carry=waterfall.carry,
+            hurdle=waterfall.hurdle,
+            catch_up=waterfall.catch_up,
+            growth=quarterly_growth(waterfall.hurdle),
+            redeploy=spec.construction.unused_reserves == UnusedReserves.redeploy,
+            protect=protected_initial(spec, plan),
+            plan_ahead=planned_ahead(plan),
+            by_quarter=candidates_by_quarter(plan),
+            keep=1.0 - plan.stages.round_size / plan.stages.post_money,
+        )
+
+    def deal_carry(
+        self, proceeds: Array, cost: Array, discounted_cost: Array, quarter: int | Array
+    ) -> Array:
+        """GP share of deal-by-deal realisations in ``quarter`` (arrays broadcast together,
+        dollars), with the preferred return compounded from each contribution
+        (:func:`updog.model.american.compounded_pref`)."""
+        pref = compounded_pref(discounted_cost, cost, quarter, self.hurdle)
+        return deal_gp_share(proceeds, cost, pref, self.carry, self.catch_up)
+
+    def discount(self, quarter: int) -> float:
+        """``g^(−quarter)``: a contribution's weight in a deal's discounted cost."""
+        return float(self.growth ** (-quarter))
+
+
 def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
     """The construction model of ``spec`` in expectation; arrays of shape (1, quarters)."""
     quarters = plan.quarters
@@ -233,15 +281,9 @@ def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
     invested_initial, invested_follow_on = np.zeros(quarters), np.zeros(quarters)
     proceeds, nav, cost_unrealised = np.zeros(quarters), np.zeros(quarters), np.zeros(quarters)
     deal_carry, exited, failed = np.zeros(quarters), np.zeros(quarters), np.zeros(quarters)
-    american = spec.waterfall.type == WaterfallType.american
-    carry, hurdle, catch_up = spec.waterfall.carry, spec.waterfall.hurdle, spec.waterfall.catch_up
-    growth = quarterly_growth(hurdle)
-    redeploy = spec.construction.unused_reserves == UnusedReserves.redeploy
-    protect = protected_initial(spec, plan)
-    plan_ahead = planned_ahead(plan)
-    by_quarter = candidates_by_quarter(plan)
+    rules = QuarterRules.of(spec, plan)
+    american, redeploy, keep = rules.american, rules.redeploy, rules.keep
     ledger = FundLedger(spec, plan, 1, quarters)
-    keep = 1.0 - st.round_size / st.post_money
     part = co.participation[:, None]
     lags = plan.needs.lags
     per_own = plan.needs.per_ownership[co.allocation]  # (companies, stages, quarters, lags)
@@ -284,7 +326,7 @@ def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
                 )
             demand = part * size
             total = float(demand.sum())
-            room = max(available - protect[q], 0.0)
+            room = max(available - rules.protect[q], 0.0)
             funded = min(1.0, room / total) * demand if total > 0.0 else demand
             mass[:, :, q] += gm
             own[:, :, q] += gw * keep[None, :]
@@ -304,12 +346,12 @@ def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
             invested_follow_on[q] += float(funded.sum())
             own[:, :, q] += funded / st.post_money[None, :]
             cost[:, :, q] += funded
-            disc[:, :, q] += funded * growth ** (-q)
+            disc[:, :, q] += funded * rules.discount(q)
 
-        entering = by_quarter[q]
+        entering = rules.by_quarter[q]
         if entering.size:
             uncommitted = (
-                available - spent + plan.reinvestable_ahead[q] - live_need(q) - plan_ahead[q]
+                available - spent + plan.reinvestable_ahead[q] - live_need(q) - rules.plan_ahead[q]
             )
             for c in entering:
                 check = float(co.initial_check[c])
@@ -328,7 +370,7 @@ def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
                 mass[c, s0, q] += frac
                 own[c, s0, q] += frac * check / st.post_money[s0]
                 cost[c, s0, q] += frac * check
-                disc[c, s0, q] += frac * check * growth ** (-q)
+                disc[c, s0, q] += frac * check * rules.discount(q)
                 invested_initial[q] += frac * check
                 spent += frac * check
                 if not co.planned[c]:
@@ -370,10 +412,11 @@ def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
                     alive = m > 0.0
                     mc = m[alive][:, None]
                     at = np.arange(q + 1, hi, dtype=np.float64)[None, :]
-                    c_cost = cost[alive, s, q][:, None] / mc
-                    pref = compounded_pref(disc[alive, s, q][:, None] / mc, c_cost, at, hurdle)
-                    gp_share = deal_gp_share(
-                        own[alive, s, q][:, None] / mc * value, c_cost, pref, carry, catch_up
+                    gp_share = rules.deal_carry(
+                        own[alive, s, q][:, None] / mc * value,
+                        cost[alive, s, q][:, None] / mc,
+                        disc[alive, s, q][:, None] / mc,
+                        at,
                     )
                     deal_carry[q + 1 : hi] += pe * (mc * gp_share).sum(axis=0) * espan
 
@@ -397,10 +440,11 @@ def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
                 if american:
                     alive = held_mass > 0.0
                     h = held_mass[alive]
-                    c_cost = held_by_company[1, alive] / h
-                    pref = compounded_pref(held_by_company[2, alive] / h, c_cost, q, hurdle)
-                    gp_share = deal_gp_share(
-                        held_by_company[0, alive] / h * discount, c_cost, pref, carry, catch_up
+                    gp_share = rules.deal_carry(
+                        held_by_company[0, alive] / h * discount,
+                        held_by_company[1, alive] / h,
+                        held_by_company[2, alive] / h,
+                        q,
                     )
                     deal_carry[q] += float((h * gp_share).sum())
                 nav_q = cost_q = 0.0

@@ -32,16 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from updog.model.american import compounded_pref, deal_gp_share, quarterly_growth
-from updog.model.expected import (
-    PortfolioResult,
-    candidates_by_quarter,
-    planned_ahead,
-    protected_initial,
-)
+from updog.model.expected import PortfolioResult, QuarterRules
 from updog.model.fund_cash import FundLedger, PortfolioFlows
 from updog.model.plan import Plan
-from updog.model.spec import FundSpec, UnusedReserves, WaterfallType
+from updog.model.spec import FundSpec
 
 Array = NDArray[np.float64]
 
@@ -221,14 +215,8 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
     multiple_u = DRAWS_PER_STAGE * n_stage
     round_size = plan.stages.round_size
     post = plan.stages.post_money
-    keep = 1.0 - round_size / post  # share of old ownership kept through a round
-    american = spec.waterfall.type == WaterfallType.american
-    carry, hurdle, catch_up = spec.waterfall.carry, spec.waterfall.hurdle, spec.waterfall.catch_up
-    growth = quarterly_growth(hurdle)
-    redeploy = spec.construction.unused_reserves == UnusedReserves.redeploy
-    protect = protected_initial(spec, plan)
-    plan_ahead = planned_ahead(plan)
-    by_quarter = candidates_by_quarter(plan)
+    rules = QuarterRules.of(spec, plan)
+    american, redeploy, keep = rules.american, rules.redeploy, rules.keep
     ledger = FundLedger(spec, plan, paths, quarters)
 
     stage = np.broadcast_to(co.entry_stage, (paths, n_comp)).copy()
@@ -272,8 +260,7 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                 realised = o[ex] * mult * post[s[ex]] * market[pe]
                 proceeds[:, q] += np.bincount(pe, realised, paths)
                 if american:
-                    pref = compounded_pref(disc[pe, ce], cost[pe, ce], q, hurdle)
-                    gp = deal_gp_share(realised, cost[pe, ce], pref, carry, catch_up)
+                    gp = rules.deal_carry(realised, cost[pe, ce], disc[pe, ce], q)
                     deal_carry[:, q] += np.bincount(pe, gp, paths)
                 value[pe, ce] = realised
             gone = f != GRADUATE
@@ -296,7 +283,7 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                     ) * (ns <= co.last_follow_on_stage[gc])
                 demand = size * joins
                 total = np.bincount(gp_, demand, paths)
-                room = np.maximum(available - protect[q], 0.0)
+                room = np.maximum(available - rules.protect[q], 0.0)
                 phi = np.divide(room, total, out=np.zeros(paths), where=total > 0.0)
                 funded = demand * np.minimum(phi, 1.0)[gp_]
                 own[gp_, gc] = o[gr] * keep[ns]
@@ -329,13 +316,13 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                 cost_now += invested
                 own[gp_, gc] = new_own
                 cost[gp_, gc] += funded
-                disc[gp_, gc] += funded * growth ** (-q)
+                disc[gp_, gc] += funded * rules.discount(q)
                 base = DRAWS_PER_STAGE * (k + 1)
                 nf, nd = _fate(t, ns, uniforms[gp_, gc, base], uniforms[gp_, gc, base + 1])
                 fate[gp_, gc] = nf
                 event_q[gp_, gc] = q + nd
 
-        entering = by_quarter[q]
+        entering = rules.by_quarter[q]
         if entering.size:
             if redeploy:
                 uncommitted = (
@@ -343,7 +330,7 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                     - spent
                     + plan.reinvestable_ahead[q]
                     - _live_need(plan, q, event_q, stage, stage_q, own)
-                    - plan_ahead[q]
+                    - rules.plan_ahead[q]
                 )
             for c in entering:
                 check = float(co.initial_check[c])
@@ -360,7 +347,7 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                 entered[:, c] = enter
                 event_q[enter, c] = q + delay[enter, c]
                 cost[:, c] = amount
-                disc[:, c] = amount * growth ** (-q)
+                disc[:, c] = amount * rules.discount(q)
                 nav_now += amount
                 cost_now += amount
                 spent += amount
@@ -378,8 +365,7 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                 end_value = sale.sum(axis=1)
                 value[held] = sale[held]
                 if american:
-                    pref = compounded_pref(disc, cost, q, hurdle)
-                    gp = deal_gp_share(sale, cost, pref, carry, catch_up) * held
+                    gp = rules.deal_carry(sale, cost, disc, q) * held
                     deal_carry[:, q] += gp.sum(axis=1)
                 nav_q = np.zeros(paths)
                 cost_now = np.zeros(paths)
