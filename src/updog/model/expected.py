@@ -400,7 +400,7 @@ def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
                 exited[q + 1 : hi] += pe * m_total * espan
                 value = st.mean_multiple[s] * st.post_money[s]
                 proceeds[q + 1 : hi] += pe * w_total * value * espan
-                if recycling.active:
+                if recycling.active and q < recycling.until:
                     first, second = recycling.exit_moments(
                         spec.stages[s].outcomes, m, own[:, s, q] * st.post_money[s]
                     )
