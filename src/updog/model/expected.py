@@ -187,6 +187,14 @@ def _expected_min(mean: float, variance: float, cap: float) -> float:
     return float(mean * special.gammainc(shape + 1.0, x) + cap * special.gammaincc(shape, x))
 
 
+def _share(part: float, whole: float) -> float:
+    """``part / whole`` clipped to 0..1 (1 when ``whole`` is 0): the share of a demand that
+    capital covers, safe from overflow for tiny demands."""
+    if part >= whole:
+        return 1.0
+    return max(part, 0.0) / whole if whole > 0.0 else 0.0
+
+
 def candidates_by_quarter(plan: Plan) -> list[NDArray[np.int64]]:
     """Indices of the candidates entering in each quarter, in entry order."""
     entry = plan.companies.entry_quarter
@@ -327,7 +335,7 @@ def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
             demand = part * size
             total = float(demand.sum())
             room = max(available - rules.protect[q], 0.0)
-            funded = min(1.0, room / total) * demand if total > 0.0 else demand
+            funded = _share(room, total) * demand
             mass[:, :, q] += gm
             own[:, :, q] += gw * keep[None, :]
             cost[:, :, q] += g_cost[:, :, q]
@@ -341,7 +349,7 @@ def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
                     own[:, :, q] += funded / st.post_money[None, :]
                     surplus = available - spent - float(funded.sum()) - live_need(q)
                     own[:, :, q] -= funded / st.post_money[None, :]
-                    funded = funded + min(1.0, max(surplus, 0.0) / wanted) * extra
+                    funded = funded + _share(surplus, wanted) * extra
             spent += float(funded.sum())
             invested_follow_on[q] += float(funded.sum())
             own[:, :, q] += funded / st.post_money[None, :]
@@ -355,14 +363,14 @@ def expected_run(spec: FundSpec, plan: Plan) -> PortfolioResult:
             )
             for c in entering:
                 check = float(co.initial_check[c])
-                frac = min(1.0, max(available - spent, 0.0) / check)
+                frac = _share(available - spent, check)
                 if redeploy:
                     unit = check + float(co.need[c])
                     if co.planned[c]:
-                        frac = min(frac, max(1.0 + uncommitted / unit, 0.0))
+                        frac = min(frac, _share(unit + uncommitted, unit))
                         uncommitted += (1.0 - frac) * unit
                     else:
-                        frac = min(frac, max(uncommitted, 0.0) / unit)
+                        frac = min(frac, _share(uncommitted, unit))
                         uncommitted -= frac * unit
                 if frac <= 0.0:
                     continue
