@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from engine_support import EXAMPLES
@@ -132,3 +133,17 @@ def test_impossible_dates_and_deep_nesting_exit_2_without_traceback(tmp_path: Pa
         result = runner.invoke(main, ["model", str(path)])
         assert result.exit_code == 2, (path, result.output)
         assert "Traceback" not in result.output
+
+
+def test_an_engine_failure_is_one_line_and_exit_code_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    from updog.cli import engines
+    from updog.model.guards import EngineGuardError
+
+    def broken(*_args: object, **_kwargs: object) -> object:
+        raise EngineGuardError("negative NAV in quarter 2025Q3")
+
+    monkeypatch.setattr(engines, "run_forecast", broken)
+    result = CliRunner().invoke(main, ["model", str(SEED_FUND)])
+    assert result.exit_code == 1
+    assert "engine guard: negative NAV in quarter 2025Q3" in result.output
+    assert "Traceback" not in result.output

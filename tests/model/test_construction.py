@@ -372,3 +372,151 @@ def test_a_large_diversified_fund_keeps_a_chance_of_losing_money() -> None:
         for name, r in (("default", default), ("independent", independent))
     }
     assert spread["default"] > 1.3 * spread["independent"]
+
+
+# -- edge cases found by trying to break the construction -----------------------------------
+
+
+def test_a_check_is_written_whole_in_the_forecast_as_on_every_path() -> None:
+    """$2M fund, $1.2M checks: one company fits, a second never does; the forecast used to
+    invest 0.67 of it."""
+    spec = _spec(
+        fund_size=2e6,
+        fees={"tiers": [{"rate": 0.0}]},
+        stages=[
+            {
+                "name": "seed",
+                "round_size": 3e6,
+                "post_money": 15e6,
+                "graduation_rate": 0.0,
+                "exit_rate": 0.3,
+            }
+        ],
+        construction={
+            "allocations": [
+                {"stage": "seed", "share": 1.0, "initial_check": 1.2e6, "participation": 0.0}
+            ]
+        },
+    )
+    forecast = run_forecast(spec).summary
+    simulated = simulate(spec, 500, 1).to_dict()["means"]["paid_in"]
+    assert forecast["paid_in"] == pytest.approx(1.2e6)
+    assert simulated["mean"] == pytest.approx(1.2e6) and simulated["se"] == 0.0
+
+
+def test_a_fixed_follow_on_buys_at_most_the_whole_round() -> None:
+    """A $60M check into a $12M round used to buy 125 % of the company."""
+    spec = _spec(
+        fund_size=100e6,
+        fees={"tiers": []},
+        end_of_term={"policy": "hold_at_nav"},
+        stages=[
+            {
+                "name": "seed",
+                "round_size": 3e6,
+                "post_money": 15e6,
+                "graduation_rate": 1.0,
+                "exit_rate": 0.0,
+            },
+            {
+                "name": "a",
+                "round_size": 12e6,
+                "post_money": 50e6,
+                "graduation_rate": 0.0,
+                "exit_rate": 0.0,
+            },
+        ],
+        construction={
+            "mode": "reserve_ratio",
+            "unused_reserves": "hold",
+            "allocations": [
+                {
+                    "stage": "seed",
+                    "share": 1.0,
+                    "initial_check": 3e6,
+                    "follow_on": "fixed",
+                    "follow_on_check": 60e6,
+                    "participation": 1.0,
+                }
+            ],
+        },
+    )
+    plan, result = _sample(spec, 256)
+    post_money = 50e6 * len(plan.companies.entry_quarter)
+    assert float(result.flows.nav.max()) <= post_money + CENT
+    assert run_forecast(spec).summary["nav"] <= post_money + CENT
+
+
+def test_a_path_that_invests_nothing_has_a_gross_multiple_of_zero() -> None:
+    """Pacing may skip the only company (its follow-on need exceeds the fund); the engine
+    guard used to fail the whole simulation on 0/0."""
+    data = yaml.safe_load(BY_NAME["seed-fund"].read_text(encoding="utf-8"))
+    data["construction"]["allocations"] = [
+        {
+            "stage": "seed",
+            "share": 1.0,
+            "initial_check": 1e6,
+            "follow_on": "fixed",
+            "follow_on_check": 40e6,
+            "participation": 1.0,
+        }
+    ]
+    result = simulate(load_spec(data), 2000, 1).to_dict()
+    assert result["metrics"]["gross_multiple"]["count"] == 2000
+    assert result["metrics"]["gross_multiple"]["p1"] >= 0.0
+
+
+def test_the_sizing_does_not_trip_the_company_limit_on_trial_counts() -> None:
+    """Bisection tries larger initial capital than the final plan; only the plan itself must
+    respect the limit (a 1.3e9 seed fund plans about 750 companies)."""
+    data = yaml.safe_load(BY_NAME["seed-fund"].read_text(encoding="utf-8"))
+    data["fund_size"] = 1.3e9
+    for allocation in data["construction"]["allocations"]:
+        allocation.update(participation=1.0, follow_on_rounds=None)
+    spec, errors, _ = validate_publish(data)
+    assert errors == [] and spec is not None
+    assert build_plan(spec).companies.planned.sum() < 1000
+
+
+def test_a_fee_budget_that_swings_with_the_company_count_settles() -> None:
+    """5 % on called capital for twelve years with a 100 % margin used to alternate between 3
+    and 37 companies; damping finds the plan between them."""
+    data = yaml.safe_load(BY_NAME["seed-fund"].read_text(encoding="utf-8"))
+    data["fees"] = {"tiers": [{"rate": 0.05, "basis": "called_cumulative", "end_year": 12}]}
+    data["construction"]["fee_budget_margin"] = 1.0
+    solved = solve_plan(load_spec(data))
+    assert "PLAN_NOT_CONVERGED" not in [w["code"] for w in solved.warnings]
+    expected_fees = float(solved.run.cash.fees.sum() + solved.run.cash.fees_waived.sum())
+    assert solved.plan.fee_budget == pytest.approx(2.0 * expected_fees, rel=1e-3)
+
+
+def test_a_deal_by_deal_gp_is_trued_up_to_the_whole_fund_waterfall() -> None:
+    """With a 20 % hurdle the whole fund rarely clears its preferred return: the clawback takes
+    the deal-by-deal carry back to what the whole-fund waterfall pays (ILPA)."""
+    data = yaml.safe_load(BY_NAME["seed-fund"].read_text(encoding="utf-8"))
+    carry = {}
+    for hurdle in (0.0, 0.2):
+        data["waterfall"] = {"type": "american", "carry": 0.2, "hurdle": hurdle, "catch_up": 1.0}
+        carry[hurdle] = simulate(load_spec(data), 2000, 1).to_dict()["metrics"]["carry"]
+    assert carry[0.2]["p50"] < 0.5 * carry[0.0]["p50"]
+    assert carry[0.2]["mean"] < carry[0.0]["mean"]
+
+
+def test_a_fund_whose_companies_all_fail_is_a_total_loss_in_both_engines() -> None:
+    spec = _spec(
+        stages=[
+            {
+                "name": "seed",
+                "round_size": 3e6,
+                "post_money": 15e6,
+                "graduation_rate": 0.0,
+                "exit_rate": 0.0,
+            }
+        ],
+        construction={"allocations": [{"stage": "seed", "share": 1.0, "initial_check": 1e6}]},
+    )
+    summary = run_forecast(spec).summary
+    assert summary["net_irr"] == -1.0 and summary["gross_irr"] == -1.0
+    codes = [w["code"] for w in summary["warnings"]]
+    assert "END_OF_TERM_VALUE_HIGH" not in codes and "RESERVE_USE_OFF_PLAN" not in codes
+    assert simulate(spec, 200, 1).to_dict()["metrics"]["net_irr"]["p50"] == -1.0

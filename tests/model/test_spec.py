@@ -353,3 +353,56 @@ def test_a_draft_may_be_incomplete_at_any_depth() -> None:
     assert validate_draft(draft) == []
     bad = {"stages": [{"name": "seed", "graduation_rate": 1.2}]}
     assert [i["path"] for i in validate_draft(bad)] == ["/stages/0/graduation_rate"]
+
+
+def test_an_evergreen_horizon_must_cover_the_investment_period() -> None:
+    spec, errors, _ = validate_publish(minimal_spec_json(evergreen=True, horizon_years=4))
+    assert spec is None
+    assert [(e["path"], e["code"]) for e in errors] == [
+        ("/horizon_years", "PERIOD_EXCEEDS_HORIZON")
+    ]
+
+
+@pytest.mark.parametrize("end_year", [None, "missing"])
+def test_a_fee_tier_without_end_year_runs_to_the_end_and_overlaps_a_later_tier(
+    end_year: Any,
+) -> None:
+    first: dict[str, Any] = {"rate": 0.02, "basis": "committed"}
+    if end_year != "missing":
+        first["end_year"] = end_year
+    data = minimal_spec_json(fees={"tiers": [first, {"rate": 0.015, "start_year": 6}]})
+    errors = validate_draft(data)
+    assert [(e["path"], e["code"]) for e in errors] == [
+        ("/fees/tiers/1/start_year", "TIERS_OVERLAP_OR_UNORDERED")
+    ]
+    assert "without end_year runs to the end of the life" in errors[0]["message"]
+
+
+def test_a_follow_on_check_cannot_exceed_the_fund() -> None:
+    allocation = {
+        "stage": "seed",
+        "share": 1.0,
+        "initial_check": 1e6,
+        "follow_on": "fixed",
+        "follow_on_check": 2e8,
+    }
+    errors = validate_draft(minimal_spec_json(construction={"allocations": [allocation]}))
+    assert [(e["path"], e["code"]) for e in errors] == [
+        ("/construction/allocations/0/follow_on_check", "CHECK_ABOVE_FUND_SIZE")
+    ]
+
+
+def test_settings_another_choice_makes_irrelevant_are_warned_about() -> None:
+    cases = {
+        "/end_of_term/discount": minimal_spec_json(
+            end_of_term={"policy": "hold_at_nav", "discount": 0.3}
+        ),
+        "/extension_years": minimal_spec_json(evergreen=True, extension_years=3),
+        "/fees/tiers/1/start_year": minimal_spec_json(
+            fees={"tiers": [{"rate": 0.02, "end_year": 10}, {"rate": 0.01, "start_year": 13}]}
+        ),
+    }
+    for path, data in cases.items():
+        spec, errors, warnings = validate_publish(data)
+        assert spec is not None and errors == []
+        assert (path, "SETTING_IGNORED") in [(w["path"], w["code"]) for w in warnings], path

@@ -6,8 +6,10 @@ with its JSON Pointer path), 1 an engine failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ import click
 import yaml
 
 from updog.model.forecast import run_forecast
+from updog.model.guards import EngineGuardError
+from updog.model.plan import PlanError
 from updog.model.spec import FundSpec, SpecError
 from updog.model.validation import load_spec
 from updog.simulation import simulate
@@ -50,6 +54,17 @@ def read_fund_file(path: Path) -> FundSpec:
         return load_spec(data)
     except SpecError as exc:
         raise _usage(f"{path}: the fund is not valid:\n{exc}") from exc
+
+
+@contextlib.contextmanager
+def engine_errors() -> Iterator[None]:
+    """Turn an engine failure (a plan the engines cannot build, a failed engine guard) into a
+    one-line error and exit code 1 instead of a traceback."""
+    try:
+        yield
+    except (PlanError, EngineGuardError) as exc:
+        kind = "the plan cannot be built" if isinstance(exc, PlanError) else "engine guard"
+        raise click.ClickException(f"{kind}: {exc}") from exc
 
 
 def _usage(message: str) -> click.ClickException:
@@ -94,6 +109,7 @@ def forecast_table(summary: dict[str, Any]) -> str:
         ("Gross IRR", _percent(summary["gross_irr"])),
         ("Gross multiple", _multiple(summary["moic"])),
         ("Management fees", _money(summary["fees"])),
+        ("Management fees waived", _money(summary["fees_waived"])),
         ("Expenses", _money(summary["expenses"])),
         ("Carried interest", _money(summary["carry"])),
         ("Recycled", _money(summary["recycled"])),
@@ -161,10 +177,11 @@ def simulation_table(result: dict[str, Any]) -> str:
             "them lost money and count in P(net IRR < 0)"
         )
     means = result["means"]
-    value = means["gross_proceeds"]["mean"]
+    value = means["total_value"]["mean"]
     lines.append(
         f"Mean paid-in {_money(means['paid_in']['mean'])}, recycled "
-        f"{_money(means['recycled']['mean'])}; end of term "
+        f"{_money(means['recycled']['mean'])}, fees waived "
+        f"{_money(means['fees_waived']['mean'])}; end of term "
         f"{_percent(means['end_value']['mean'] / value if value > 0 else None)} of gross value"
     )
     return "\n".join(lines)
@@ -187,7 +204,8 @@ def _json(data: Any) -> str:
 def model_command(fund_file: Path, fmt: str) -> None:
     """Print the deterministic forecast of FUND_FILE (YAML or JSON)."""
     spec = read_fund_file(fund_file)
-    forecast = run_forecast(spec)
+    with engine_errors():
+        forecast = run_forecast(spec)
     if fmt == "json":
         click.echo(_json(forecast.to_dict()))
     else:
@@ -253,7 +271,8 @@ def simulate_command(
             bar.update(done - bar.pos)
 
     try:
-        result = simulate(spec, runs, seed, executor=run_on, progress=progress).to_dict()
+        with engine_errors():
+            result = simulate(spec, runs, seed, executor=run_on, progress=progress).to_dict()
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -264,7 +283,8 @@ def simulate_command(
     if html_path is not None:
         from updog.web.report import render_report
 
-        html = render_report(spec.name, run_forecast(spec).to_dict(), result)
+        with engine_errors():
+            html = render_report(spec.name, run_forecast(spec).to_dict(), result)
         html_path.write_text(html, encoding="utf-8")
         click.echo(f"report written to {html_path}", err=True)
 
@@ -286,7 +306,9 @@ def sweep_command(fund_file: Path, runs: int, seed: int, fmt: str) -> None:
     """Median TVPI of FUND_FILE across reserve ratios 0.20..0.70 (same seed for each)."""
     from updog.simulation.sweep import reserve_sweep
 
-    result = reserve_sweep(read_fund_file(fund_file), runs, seed)
+    spec = read_fund_file(fund_file)
+    with engine_errors():
+        result = reserve_sweep(spec, runs, seed)
     if fmt == "json":
         click.echo(_json(result))
         return

@@ -7,7 +7,9 @@ is left after fees. The plan is therefore a fixed point: starting from the fees'
 the expected fund is run (:func:`updog.model.expected.expected_run`), the fee budget is set to
 the committed fees plus ``(1 + fee_budget_margin)`` × the expected basis-dependent fees, and
 the plan is solved again until the company counts repeat and the budgets move by less than
-:data:`BUDGET_TOLERANCE` of the commitment. Expected recycling (proceeds retained and
+:data:`BUDGET_TOLERANCE` of the commitment (a round that turns the fee budget back moves only
+half way, and a plan that has not settled after :data:`MAX_ITERATIONS` rounds is returned with
+a ``PLAN_NOT_CONVERGED`` warning). Expected recycling (proceeds retained and
 reinvested) is budgeted the same way, so
 
     investable = commitment − fee budget − expense budget + expected recycling.
@@ -48,6 +50,7 @@ from numpy.typing import NDArray
 from updog.model.expected import PortfolioResult, expected_run
 from updog.model.plan import (
     EXTRA_CANDIDATE_SHARE,
+    MAX_COMPANIES,
     CompanyPlan,
     Plan,
     PlanError,
@@ -82,6 +85,8 @@ RESERVE_USE_RANGE = (0.80, 1.10)
 UNCALLED_WARNING = 0.10
 #: Share of total value from the end of the term above which a warning is raised.
 END_VALUE_WARNING = 0.15
+#: Value below this share of the commitment is too small for a share of it to mean anything.
+MATERIAL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,10 @@ def _counts_for(spec: FundSpec, initial_capital: float) -> list[int]:
 def _planned_cost(
     spec: FundSpec, counts: list[int], stages: StageArrays, needs: NeedTables
 ) -> float:
-    """Initial checks plus expected follow-on need of ``counts`` planned companies."""
+    """Initial checks plus expected follow-on need of ``counts`` planned companies (infinite
+    beyond :data:`~updog.model.plan.MAX_COMPANIES`: a trial of the sizing, not an error)."""
+    if sum(counts) > MAX_COMPANIES:
+        return math.inf
     companies = place_companies(spec, counts, [0] * len(counts), stages, needs)
     return float(companies.initial_check.sum() + companies.need.sum())
 
@@ -238,7 +246,9 @@ def _solve(spec: FundSpec) -> SolvedPlan:
     uses_ahead = np.full(quarters, np.inf)
     retain_until = min(4 * spec.recycling.period_years, quarters)
     previous: list[int] | None = None
-    for _ in range(MAX_ITERATIONS):
+    converged = False
+    last_change = 0.0
+    for iteration in range(MAX_ITERATIONS):
         plan = _plan(spec, stages, needs, fee_budget, reinvest, uses_ahead)
         run = expected_run(spec, plan)
         due = float(run.cash.fees.sum() + run.cash.fees_waived.sum())
@@ -260,10 +270,31 @@ def _solve(spec: FundSpec) -> SolvedPlan:
             and float(np.abs(new_reinvest - reinvest).sum()) < tolerance
             and float(np.abs(new_uses_ahead - uses_ahead).max()) < tolerance
         ):
+            converged = True
             break
-        previous, fee_budget, reinvest = counts, new_budget, new_reinvest
-        uses_ahead = new_uses_ahead
-    return SolvedPlan(plan=plan, run=run, warnings=construction_warnings(spec, plan, run))
+        # When the budget turns back, step half way: budgets that depend strongly on the
+        # company count (a high fee on called capital) would otherwise jump between a few and
+        # many companies for ever.
+        change = new_budget - fee_budget
+        step = 0.5 if change * last_change < 0.0 else 1.0
+        last_change = change
+        fee_budget += step * change
+        reinvest = reinvest + step * (new_reinvest - reinvest)
+        uses_ahead = (
+            new_uses_ahead if iteration == 0 else uses_ahead + step * (new_uses_ahead - uses_ahead)
+        )
+        previous = counts
+    warnings = construction_warnings(spec, plan, run)
+    if not converged:
+        warnings.append(
+            Issue(
+                path="/fees",
+                code="PLAN_NOT_CONVERGED",
+                message=f"the fee budget did not settle in {MAX_ITERATIONS} rounds (fees that "
+                "depend strongly on how much the fund invests): the plan is approximate",
+            )
+        )
+    return SolvedPlan(plan=plan, run=run, warnings=warnings)
 
 
 def _count_key(plan: Plan) -> list[int]:
@@ -288,7 +319,9 @@ def construction_warnings(spec: FundSpec, plan: Plan, run: PortfolioResult) -> l
     out: list[Issue] = []
     low, high = RESERVE_USE_RANGE
     used = float(run.reserves_used.sum())
-    if plan.reserves_planned > 0.0:
+    if plan.reserve_need <= 0.0 and used <= 0.0:
+        pass  # follow-ons are off by design (no participation or rounds): nothing to compare
+    elif plan.reserves_planned > 0.0:
         use = used / plan.reserves_planned
         if not low <= use <= high:
             out.append(
@@ -320,7 +353,8 @@ def construction_warnings(spec: FundSpec, plan: Plan, run: PortfolioResult) -> l
             )
         )
     share = end_value_share(run)
-    if not spec.evergreen and share > END_VALUE_WARNING:
+    total = float(run.flows.gross_proceeds.sum() + run.flows.nav[0, -1])
+    if not spec.evergreen and share > END_VALUE_WARNING and total > MATERIAL * spec.fund_size:
         out.append(
             Issue(
                 path="/end_of_term",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -20,9 +21,9 @@ from updog.finance import xirr
 from updog.model.construction import companies_by_stage, end_value_share, solve_plan
 from updog.model.faults import FaultPlan
 from updog.model.fund_cash import FundCash, PortfolioFlows
-from updog.model.guards import check_forecast
+from updog.model.guards import CENT, check_forecast
 from updog.model.plan import quarter_end, quarter_label
-from updog.model.spec import FundSpec
+from updog.model.spec import FundSpec, spec_warnings
 
 Array = NDArray[np.float64]
 
@@ -81,6 +82,14 @@ def gross_cash_flows(flows: PortfolioFlows, path: int = 0) -> Array:
     )
     out[-1] += flows.nav[path, -1]
     return out
+
+
+def _irr(dates: list[date], flows: Array) -> float | None:
+    """XIRR of quarterly flows; −1.0 (a total loss, as the simulation counts it) when money
+    went in and less than a cent came back."""
+    if float(flows[flows > 0.0].sum()) < CENT and bool((flows < 0.0).any()):
+        return -1.0
+    return xirr(dates, list(flows))
 
 
 def _phase(spec: FundSpec, quarter: int) -> str:
@@ -160,8 +169,8 @@ def run_forecast(spec: FundSpec, faults: FaultPlan | None = None) -> Forecast:
         "dpi": _ratio(distributed, paid_in),
         "rvpi": _ratio(final_net_nav, paid_in),
         "tvpi": _ratio(distributed + final_net_nav, paid_in),
-        "net_irr": xirr(dates, list(net_cash_flows(cash))),
-        "gross_irr": xirr(dates, list(gross_cash_flows(flows))),
+        "net_irr": _irr(dates, net_cash_flows(cash)),
+        "gross_irr": _irr(dates, gross_cash_flows(flows)),
         "moic": _ratio(proceeds + final_nav, invested),
         "invested": invested,
         "gross_proceeds": proceeds,
@@ -202,7 +211,7 @@ def run_forecast(spec: FundSpec, faults: FaultPlan | None = None) -> Forecast:
             "value": float(portfolio.end_value[0]),
             "share": end_value_share(portfolio),
         },
-        "warnings": [dict(w) for w in solved.warnings],
+        "warnings": [dict(w) for w in spec_warnings(spec) + solved.warnings],
     }
     forecast = Forecast(summary=summary, quarters=rows)
     if faults is not None:

@@ -42,8 +42,12 @@ Rules (SPEC §3.1, §3.2, as amended by the construction rules in the README):
   LP capital.
 * **American waterfall** (deal by deal): the portfolio engines compute each realisation's GP
   share against its own cost and preferred return (``PortfolioFlows.deal_carry``); the fund
-  pays it on the share of the quarter's proceeds distributed (not retained), then the same
-  end-of-fund clawback. Net NAV deducts ``carry`` × unrealised gain.
+  pays it on the share of the quarter's proceeds distributed (not retained). At the end of the
+  fund the GP keeps at most what the whole-fund (European) waterfall would have paid it on the
+  same cash flows — the LPs' fund-level preferred return included — and never more than
+  ``carry`` × profit; the excess is clawed back (ILPA Principles 3.0, "Clawback": a
+  deal-by-deal GP is trued up to the whole-fund result). Net NAV deducts ``carry`` ×
+  unrealised gain.
 * **Net NAV** (the LP share of residual value) is the LP part of a hypothetical distribution of
   the portfolio NAV plus fund cash through the same waterfall, without changing its state.
 
@@ -181,9 +185,15 @@ class FundLedger:
             (tier, tier.end_year if tier.end_year is not None else spec.life_quarters // 4)
             for tier in spec.fees.tiers
         ]
-        self.american = spec.waterfall.type == WaterfallType.american
         zeros = np.zeros(paths)
         self.state = _WaterfallState(*(zeros.copy() for _ in range(5)))
+        #: The whole-fund (European) waterfall of a deal-by-deal fund, for its clawback.
+        self.whole_fund = (
+            _WaterfallState(*(zeros.copy() for _ in range(5)))
+            if spec.waterfall.type == WaterfallType.american
+            else None
+        )
+        self.whole_fund_gp = zeros.copy()
         self.cash = zeros.copy()
         self.retained_total = zeros.copy()
         self.fees_total = zeros.copy()
@@ -278,14 +288,11 @@ class FundLedger:
             released = self.cash
             self.cash = np.zeros(self.paths)
         self.fees_total = self.fees_total + fee
-        # Pref accrues on the opening balance of unreturned capital and unpaid pref.
-        state.pref_due = state.pref_due + self.pref_rate * (
-            np.maximum(state.paid_in - state.returned, 0.0) + state.pref_due
-        )
-        state.paid_in = state.paid_in + call
+        self._accrue(state, call)
         distributable = proceeds - retained + released
-        if self.american:
-            # Carry as computed deal by deal, on the share of proceeds distributed.
+        if self.whole_fund is not None:
+            # Carry as computed deal by deal, on the share of proceeds distributed; the
+            # whole-fund waterfall runs alongside for the end-of-fund clawback.
             share = np.divide(distributable, proceeds, out=np.zeros(self.paths), where=proceeds > 0)
             share = np.minimum(share, 1.0)
             owed = deal_carry if deal_carry is not None else np.zeros(self.paths)
@@ -293,12 +300,12 @@ class FundLedger:
             state.returned = state.returned + np.minimum(
                 distributable - gp, np.maximum(state.paid_in - state.returned, 0.0)
             )
+            self._accrue(self.whole_fund, call)
+            self.whole_fund_gp = self.whole_fund_gp + self._distribute(
+                self.whole_fund, distributable
+            )
         else:
-            roc, pref, tier_amount, gp = _split(state, distributable, self.carry, self.catch_up)
-            state.returned = state.returned + roc
-            state.pref_due = state.pref_due - pref
-            state.pref_paid = state.pref_paid + pref
-            state.catch_up_paid = state.catch_up_paid + tier_amount
+            gp = self._distribute(state, distributable)
         lp = distributable - gp
         self.lp_total = self.lp_total + lp
         self.gp_total = self.gp_total + gp
@@ -314,7 +321,7 @@ class FundLedger:
         out["lp_distributions"][q] = lp
         out["gp_carry"][q] = gp
         value = nav + self.cash
-        if self.american:
+        if self.whole_fund is not None:
             # Carry on unrealised gains if the holdings were sold at their marks (no pref).
             value_gp = self.carry * np.maximum(nav - cost, 0.0)
         else:
@@ -323,14 +330,42 @@ class FundLedger:
         self.prev_nav = nav
         self.prev_cost = cost
 
+    def _accrue(self, state: _WaterfallState, call: Array) -> None:
+        """Accrue a quarter of preferred return on the opening balance of unreturned capital
+        and unpaid pref, then add this quarter's calls to paid-in."""
+        state.pref_due = state.pref_due + self.pref_rate * (
+            np.maximum(state.paid_in - state.returned, 0.0) + state.pref_due
+        )
+        state.paid_in = state.paid_in + call
+
+    def _distribute(self, state: _WaterfallState, amount: Array) -> Array:
+        """Run ``amount`` through the European tiers, updating ``state``; the GP's share."""
+        roc, pref, tier_amount, gp = _split(state, amount, self.carry, self.catch_up)
+        state.returned = state.returned + roc
+        state.pref_due = state.pref_due - pref
+        state.pref_paid = state.pref_paid + pref
+        state.catch_up_paid = state.catch_up_paid + tier_amount
+        return gp
+
+    def _allowed_carry(self, profit: Array, value_end: Array | None = None) -> Array:
+        """Carry the GP may keep at the end: ``carry`` × profit, and for a deal-by-deal fund at
+        most what the whole-fund waterfall (with the LPs' preferred return) gives it, on the
+        distributions plus any residual value (``value_end``) as if sold at its marks."""
+        allowed: Array = self.carry * np.maximum(profit, 0.0)
+        if self.whole_fund is not None:
+            whole = self.whole_fund_gp
+            if value_end is not None:
+                whole = whole + _split(self.whole_fund, value_end, self.carry, self.catch_up)[3]
+            allowed = np.minimum(allowed, whole)
+        return allowed
+
     def finish(self, invested: Array, proceeds: Array) -> FundCash:
         """Apply the end-of-fund clawback and check conservation against the portfolio's
         ``invested`` and ``proceeds`` (paths, quarters). Raises :class:`ConservationError`."""
         out, state = self.out, self.state
         if self.quarters > 0 and self.spec.liquidates_at_end:
             profit = self.lp_total + self.gp_total - state.paid_in
-            allowed = self.carry * np.maximum(profit, 0.0)
-            claw = np.maximum(self.gp_total - allowed, 0.0)
+            claw = np.maximum(self.gp_total - self._allowed_carry(profit), 0.0)
             out["clawback"][-1] = claw
             out["gp_carry"][-1] -= claw
             out["lp_distributions"][-1] += claw
@@ -342,7 +377,7 @@ class FundLedger:
             value_end = self.prev_nav + self.cash
             value_gp = value_end - out["net_nav"][-1]
             profit = self.lp_total + self.gp_total + value_end - state.paid_in
-            allowed = self.carry * np.maximum(profit, 0.0)
+            allowed = self._allowed_carry(profit, value_end)
             claw = np.maximum(self.gp_total + value_gp - allowed, 0.0)
             out["clawback"][-1] = claw
             out["net_nav"][-1] += claw

@@ -15,9 +15,10 @@ per unit of ownership for a pro-rata allocation (at a graduation the fund buys `
 round size`` with probability ``p_a`` and keeps its ownership, or is diluted by ``keep = 1 −
 round / post-money``), and
 
-    B[a, s, t, τ] = Σ_{k > τ} g_s · pmf_s[k] · ( [t + k < L] · p_a · F_a + B[a, s+1, t+k, 0] )
+    B[a, s, t, τ] = Σ_{k > τ} g_s · pmf_s[k] · ( [t + k < L] · p_a · F_{a,s+1} + B[a, s+1, t+k, 0] )
 
-per company for a fixed follow-on check ``F_a``. ``g_s`` is the graduation rate, ``pmf_s`` the
+per company for a fixed follow-on check ``F_{a,s+1} = min(follow_on_check, R_{s+1})`` (a
+fund cannot buy more than the whole round). ``g_s`` is the graduation rate, ``pmf_s`` the
 distribution of the time to the stage's event (:func:`updog.model.plan.event_time_pmf`), ``L``
 the first quarter in which the fund no longer invests (the end of its life: no follow-ons in
 extension years); rounds past the allocation's ``follow_on_rounds`` are not followed (the
@@ -137,7 +138,8 @@ def need_tables(
         own_terms = weight[None] * (
             funded * p * round_size[s + 1] + (p + (1.0 - p) * keep[s + 1]) * own_next
         )
-        co_terms = weight[None] * (funded * p * follow_on_check[:, None, None] + co_next)
+        check = np.minimum(follow_on_check, round_size[s + 1])[:, None, None]
+        co_terms = weight[None] * (funded * p * check + co_next)
         # A[..., τ] = Σ_{k > τ} term_k: a reversed cumulative sum, shifted by one.
         for table, terms in ((per_own, own_terms), (per_co, co_terms)):
             suffix = np.cumsum(terms[:, :, ::-1], axis=2)[:, :, ::-1]

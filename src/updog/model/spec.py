@@ -583,6 +583,10 @@ class _View:
             return None
         return float(value) if math.isfinite(value) else None
 
+    def optional_num(self, pointer: str, default: float | None) -> float | None:
+        """Like :meth:`num`, but an explicit ``null`` also reads as ``default``."""
+        return default if self._walk(pointer) is None else self.num(pointer, default)
+
     def text(self, pointer: str) -> str | None:
         value = self.get(pointer)
         return value if isinstance(value, str) else None
@@ -620,12 +624,19 @@ def _cross_field_issues(view: _View) -> list[Issue]:
     evergreen = view.get("/evergreen") is True
     life = view.num("/horizon_years") if evergreen else fund_life
     period = view.num("/investment_period_years")
-    if period is not None and fund_life is not None and period > fund_life:
-        add(
-            "/investment_period_years",
-            "PERIOD_EXCEEDS_LIFE",
-            "investment period must not exceed the fund life",
-        )
+    if period is not None and life is not None and period > life:
+        if evergreen:
+            add(
+                "/horizon_years",
+                "PERIOD_EXCEEDS_HORIZON",
+                "the horizon of an evergreen fund must cover its investment period",
+            )
+        else:
+            add(
+                "/investment_period_years",
+                "PERIOD_EXCEEDS_LIFE",
+                "investment period must not exceed the fund life",
+            )
     first_close, vintage = view.get("/first_close"), view.num("/vintage_year")
     if isinstance(first_close, str) and vintage is not None:
         try:
@@ -651,14 +662,15 @@ def _cross_field_issues(view: _View) -> list[Issue]:
     last_end = 0.0
     for i in range(view.length("/fees/tiers")):
         start = view.num(f"/fees/tiers/{i}/start_year", 1)
-        end = view.num(f"/fees/tiers/{i}/end_year", life)
+        end = view.optional_num(f"/fees/tiers/{i}/end_year", life)  # null: to the end of life
         if start is None:
             continue
         if start <= last_end:
             add(
                 f"/fees/tiers/{i}/start_year",
                 "TIERS_OVERLAP_OR_UNORDERED",
-                "fee tiers must be ordered and must not overlap",
+                "fee tiers must be ordered and must not overlap (an earlier tier runs to fund "
+                f"year {last_end:.0f}; a tier without end_year runs to the end of the life)",
             )
         last_end = max(last_end, end if end is not None else start)
 
@@ -703,6 +715,13 @@ def _cross_field_issues(view: _View) -> list[Issue]:
                 "CHECK_ABOVE_FUND_SIZE",
                 "initial_check must not exceed fund_size",
             )
+        follow_check = view.num(f"{base}/follow_on_check", 0.0)
+        if follow_check is not None and fund_size is not None and follow_check > fund_size:
+            add(
+                f"{base}/follow_on_check",
+                "CHECK_ABOVE_FUND_SIZE",
+                "follow_on_check must not exceed fund_size",
+            )
         if check is not None and stage is not None and stage in names:
             post = view.num(f"/stages/{names.index(stage)}/post_money")
             if post is not None and check > post:
@@ -711,7 +730,6 @@ def _cross_field_issues(view: _View) -> list[Issue]:
                     "CHECK_ABOVE_POST_MONEY",
                     "initial_check must not exceed the stage's post_money",
                 )
-        follow_check = view.num(f"{base}/follow_on_check", 0.0)
         participation = view.num(f"{base}/participation", 0.5)
         if (
             view.get(f"{base}/follow_on") == FollowOn.fixed.value
@@ -757,6 +775,10 @@ def spec_warnings(spec: FundSpec) -> list[Issue]:
                 "reserve ratio is used only with mode reserve_ratio",
             )
         )
+    ignored = _ignored_settings(spec)
+    out.extend(
+        Issue(path=path, code="SETTING_IGNORED", message=message) for path, message in ignored
+    )
     for i, stage in enumerate(spec.stages):
         if stage.outcomes.bands[-1].max_multiple * stage.post_money < stage.post_money:
             continue
@@ -776,6 +798,32 @@ def spec_warnings(spec: FundSpec) -> list[Issue]:
                     path=f"/stages/{i + 1}/post_money",
                     code="DOWN_ROUND_LADDER",
                     message="post-money is below the previous stage's",
+                )
+            )
+    return out
+
+
+def _ignored_settings(spec: FundSpec) -> list[tuple[str, str]]:
+    """Settings given explicitly that the spec's other choices make irrelevant."""
+    out: list[tuple[str, str]] = []
+    if spec.evergreen:
+        if "extension_years" in spec.model_fields_set:
+            out.append(("/extension_years", "an evergreen fund has no extensions"))
+        if "end_of_term" in spec.model_fields_set:
+            out.append(("/end_of_term", "an evergreen fund has no end of term (it holds at NAV)"))
+    elif (
+        spec.end_of_term.policy == EndOfTermPolicy.hold_at_nav
+        and "discount" in spec.end_of_term.model_fields_set
+    ):
+        out.append(("/end_of_term/discount", "holding at NAV sells nothing: no discount applies"))
+    horizon_years = spec.horizon_quarters // 4
+    for i, tier in enumerate(spec.fees.tiers):
+        if tier.start_year > horizon_years:
+            out.append(
+                (
+                    f"/fees/tiers/{i}/start_year",
+                    f"the tier starts after the fund's last year ({horizon_years}): it charges "
+                    "nothing",
                 )
             )
     return out

@@ -51,8 +51,18 @@ DEAL_BINS = ("written_off", "below_1x", "1x_to_3x", "3x_to_10x", "10x_and_above"
 #: Per-path outcomes reported for every path.
 METRICS = ("tvpi", "dpi", "net_irr", "gross_multiple", "carry")
 #: Per-path dollar totals whose means (with standard errors) are reported: the quantities the
-#: deterministic forecast is compared with, recycling and the value from the end of the term.
-MOMENTS = ("paid_in", "gross_proceeds", "invested", "recycled", "end_value")
+#: deterministic forecast is compared with, recycling, fees waived (beyond the fee budget or
+#: the undrawn commitment), and the value from the end of the term against the total gross
+#: value (gross proceeds plus NAV at the horizon).
+MOMENTS = (
+    "paid_in",
+    "gross_proceeds",
+    "invested",
+    "recycled",
+    "fees_waived",
+    "end_value",
+    "total_value",
+)
 
 
 @dataclass(frozen=True)
@@ -169,14 +179,17 @@ def _evaluate_slice(
     return {
         "tvpi": _ratio(lp + net_nav_end, paid_in),
         "dpi": _ratio(lp, paid_in),
-        "gross_multiple": _ratio(proceeds + flows.nav[:, -1], invested),
+        # A path that invested nothing (pacing skipped every company) returned nothing: 0.
+        "gross_multiple": np.nan_to_num(_ratio(proceeds + flows.nav[:, -1], invested)),
         "carry": cash.gp_carry.sum(axis=1),
         "net_flows": net,
         "paid_in": paid_in,
         "gross_proceeds": proceeds,
         "invested": invested,
         "recycled": cash.recycled.sum(axis=1),
+        "fees_waived": cash.fees_waived.sum(axis=1),
         "end_value": portfolio.end_value,
+        "total_value": proceeds + flows.nav[:, -1],
         "fan_nav": flows.nav[:keep],
         "fan_dpi": _ratio(cum_lp, cum_paid)[:keep],
         "fan_tvpi": _ratio(cum_lp + cash.net_nav, cum_paid)[:keep],

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from updog.model.expected import PortfolioResult, QuarterRules
+from updog.model.expected import CHECK_TOLERANCE, PortfolioResult, QuarterRules
 from updog.model.fund_cash import FundLedger, PortfolioFlows
 from updog.model.plan import Plan
 from updog.model.spec import FundSpec
@@ -239,7 +239,7 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
     value = np.zeros((paths, n_comp))  # realised, or held at the horizon, per investment
     redeployed = np.zeros(paths)
     end_value = np.zeros(paths)
-    tolerance = 1e-9 * spec.fund_size
+    tolerance = CHECK_TOLERANCE * spec.fund_size
 
     for q in range(quarters):
         available = ledger.investable(q)
@@ -278,9 +278,10 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                 joins = np.zeros(gp_.size, dtype=np.bool_)
                 if q < plan.invest_until:
                     joins = uniforms[gp_, gc, DRAWS_PER_STAGE * k + 2] < co.participation[gc]
-                    size = np.where(
-                        co.pro_rata[gc], o[gr] * round_size[ns], co.follow_on_check[gc]
-                    ) * (ns <= co.last_follow_on_stage[gc])
+                    fixed = np.minimum(co.follow_on_check[gc], round_size[ns])
+                    size = np.where(co.pro_rata[gc], o[gr] * round_size[ns], fixed) * (
+                        ns <= co.last_follow_on_stage[gc]
+                    )
                 demand = size * joins
                 total = np.bincount(gp_, demand, paths)
                 room = np.maximum(available - rules.protect[q], 0.0)

@@ -9,6 +9,7 @@ hatching as well as colour.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib
@@ -40,8 +41,21 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg") :]
 
 
-def _millions(x: float, _pos: int | None = None) -> str:
-    return f"${x / 1e6:,.0f}M"
+def _dollar_axis(values: list[float]) -> Callable[[float, int | None], str]:
+    """A tick formatter for dollars fitted to the span of ``values``: $M without decimals
+    from $10M, with one decimal from $1M, $K below (so a small fund's ticks stay distinct),
+    and never a "−0"."""
+    span = max((abs(v) for v in values), default=0.0)
+    scale, suffix, digits = (1e6, "M", 0) if span >= 1e7 else (1e6, "M", 1)
+    if span < 1e6:
+        scale, suffix, digits = 1e3, "K", 0
+
+    def fmt(x: float, _pos: int | None = None) -> str:
+        value = round(x / scale, digits) + 0.0  # + 0.0 turns −0.0 into 0.0
+        sign = "−" if value < 0 else ""
+        return f"{sign}${abs(value):,.{digits}f}{suffix}"
+
+    return fmt
 
 
 def j_curve_svg(forecast: dict[str, Any]) -> str:
@@ -70,7 +84,7 @@ def j_curve_svg(forecast: dict[str, Any]) -> str:
     ax.axhline(0, color="black", linewidth=0.8)
     step = max(1, len(labels) // 10)
     ax.set_xticks(list(x)[::step], labels[::step], rotation=45, ha="right", fontsize=8)
-    ax.yaxis.set_major_formatter(_millions)
+    ax.yaxis.set_major_formatter(_dollar_axis(net + cumulative))
     ax.set_title("J-curve: LP net cash flow")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -110,7 +124,7 @@ def fan_svg(simulation: dict[str, Any]) -> str:
     ax.plot(x, p10, color="#1f4e79", linestyle="--", label="p10")
     step = max(1, len(labels) // 10)
     ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right", fontsize=8)
-    ax.yaxis.set_major_formatter(_millions)
+    ax.yaxis.set_major_formatter(_dollar_axis(p90))
     ax.set_title(f"NAV fan chart ({fan['subsample_paths']:,} paths)")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
