@@ -520,3 +520,26 @@ def test_a_fund_whose_companies_all_fail_is_a_total_loss_in_both_engines() -> No
     codes = [w["code"] for w in summary["warnings"]]
     assert "END_OF_TERM_VALUE_HIGH" not in codes and "RESERVE_USE_OFF_PLAN" not in codes
     assert simulate(spec, 200, 1).to_dict()["metrics"]["net_irr"]["p50"] == -1.0
+
+
+def test_fees_beyond_the_budget_are_paid_from_proceeds_and_the_rest_waived() -> None:
+    """A fee budget of 0 and 2 % a year on a commitment of 100 (0.5 a quarter): the fees of
+    quarters 0–4 are owed and paid from the proceeds of quarter 4, never called; the fees of
+    quarters 5–11 are owed with no proceeds left and waived at the horizon."""
+    spec = _spec(
+        fund_size=100.0,
+        fund_life_years=3,
+        extension_years=0,
+        investment_period_years=1,
+        fees={"tiers": [{"rate": 0.02, "basis": "committed"}]},
+        waterfall={"carry": 0.0},
+        construction={"allocations": [{"stage": "seed", "share": 1.0, "initial_check": 1.0}]},
+    )
+    plan = dataclasses.replace(_unbounded_plan(spec), fee_budget=0.0)
+    flows = portfolio_flows(12, invested_initial={0: 50.0}, gross_proceeds={4: 150.0})
+    cash = run_fund_cash(spec, plan, flows)
+    assert cash.called.sum() == pytest.approx(50.0)
+    assert cash.fees_from_proceeds[0, 4] == pytest.approx(2.5)
+    assert cash.lp_distributions[0, 4] == pytest.approx(147.5)
+    assert cash.fees.sum() == pytest.approx(2.5)
+    assert cash.fees_waived[0, -1] == pytest.approx(3.5) and cash.fees_waived[0, :-1].sum() == 0

@@ -29,9 +29,10 @@ def _check_invariants(spec: FundSpec) -> dict[str, Any]:
     assert paid[-1] <= spec.fund_size + CENT
     for r in rows:
         sources = r["called"] + r["recycled"]
-        uses = r["invested_initial"] + r["invested_follow_on"] + r["fees"] + r["expenses"]
+        with_capital = r["fees"] - r["fees_from_proceeds"]
+        uses = r["invested_initial"] + r["invested_follow_on"] + with_capital + r["expenses"]
         assert sources == pytest.approx(uses, abs=CENT)
-        assert r["lp_distributions"] + r["gp_carry"] == pytest.approx(
+        assert r["lp_distributions"] + r["gp_carry"] + r["fees_from_proceeds"] == pytest.approx(
             r["gross_proceeds"] - r["retained"] + r["released"], abs=CENT
         )
         assert r["fund_cash"] >= -CENT

@@ -154,14 +154,28 @@ def _planned_counts(
     else:
         low, high = 0.0, investable
         counts = _counts_for(spec, 0.0)
-        if _planned_cost(spec, counts, stages, needs) <= investable:
+        cost = _planned_cost(spec, counts, stages, needs)
+        if cost <= investable:
             for _ in range(SIZING_STEPS):
                 middle = 0.5 * (low + high)
                 trial = _counts_for(spec, middle)
-                if _planned_cost(spec, trial, stages, needs) <= investable:
-                    low, counts = middle, trial
+                trial_cost = _planned_cost(spec, trial, stages, needs)
+                if trial_cost <= investable:
+                    low, counts, cost = middle, trial, trial_cost
                 else:
                     high = middle
+            # Capital left that only more companies than are modelled could use: refuse, as a
+            # units mistake is likelier than such a fund.
+            per_company = cost / max(sum(counts), 1)
+            if sum(_counts_for(spec, 2.0 * low + 1.0)) > MAX_COMPANIES and (
+                investable - cost > 0.5 * investable
+            ):
+                needed = investable / per_company if per_company > 0.0 else math.inf
+                raise PlanError(
+                    "/construction/allocations",
+                    f"the plan needs about {needed:,.0f} initial investments to deploy the fund; "
+                    f"at most {MAX_COMPANIES:,} are modelled (raise initial_check)",
+                )
     # Rounding to whole checks can overshoot the investable capital: drop the largest
     # allocation's last check until the initial checks fit.
     while sum(n * a.initial_check for n, a in zip(counts, allocations, strict=True)) > investable:

@@ -12,9 +12,11 @@ Rules (SPEC §3.1, §3.2, as amended by the construction rules in the README):
   for investments and expenses), ``called_net_of_returns`` (max(0, called − capital
   returned)), ``invested_cost`` (cost of unrealised investments at the start of the quarter
   plus this quarter's investments), ``nav`` (fair value at the end of the previous quarter).
-  Fees beyond the plan's fee budget (its expectation plus a margin, see
-  :mod:`updog.model.construction`) or beyond the undrawn commitment are waived (reported as
-  ``fees_waived``), so the fund never calls above its commitment.
+  Capital is called for fees within the plan's fee budget (its expectation plus a margin, see
+  :mod:`updog.model.construction`) and the undrawn commitment only, so the fund never calls
+  above its commitment; fees beyond them are owed to the manager and paid from proceeds
+  before anything is distributed (``fees_from_proceeds``), and what no proceeds cover by the
+  horizon is waived (``fees_waived``).
 * **Recycling** (ILPA Principles 3.0, "Recycling"): while enabled, ``rate`` × the proceeds
   received in fund years 1..``period_years``, up to the cap (``cap_ratio`` × commitment in
   all), are *retained* as fund cash instead of distributed — as far as the fund expects to use
@@ -25,7 +27,8 @@ Rules (SPEC §3.1, §3.2, as amended by the construction rules in the README):
 * **Calls**: uses (investments + fees + expenses) not paid from fund cash are called. The
   portfolio engines size investments with :meth:`FundLedger.investable`, so calls never exceed
   the commitment.
-* **European waterfall** on distributable cash (proceeds − retained + released), whole-fund and
+* **European waterfall** on distributable cash (proceeds − retained + released − fees paid
+  from proceeds), whole-fund and
   cumulative: (1) return of paid-in capital, (2) preferred return compounding annually at
   ``hurdle`` on unreturned paid-in and unpaid preferred return (accrued quarterly at
   (1 + h)^(1/4) − 1), (3) GP catch-up under the market definition of SPEC §3.1 — the GP takes
@@ -51,9 +54,9 @@ Rules (SPEC §3.1, §3.2, as amended by the construction rules in the README):
 * **Net NAV** (the LP share of residual value) is the LP part of a hypothetical distribution of
   the portfolio NAV plus fund cash through the same waterfall, without changing its state.
 
-Conservation is checked every quarter: called + recycled = invested + fees + expenses; LP
-distributions + carry = proceeds − retained + released; fund cash = Σ (retained − recycled −
-released) ≥ 0 (tolerance one cent).
+Conservation is checked every quarter: called + recycled = invested + fees paid with capital
++ expenses; LP distributions + carry + fees paid from proceeds = proceeds − retained +
+released; fund cash = Σ (retained − recycled − released) ≥ 0 (tolerance one cent).
 """
 
 from __future__ import annotations
@@ -95,16 +98,19 @@ class PortfolioFlows:
 
 @dataclass(frozen=True)
 class FundCash:
-    """Fund-level flows, each of shape (paths, quarters), dollars: capital called, management
-    fees paid and waived, expenses, retained proceeds used for investments, fees and expenses
-    (``recycled``), proceeds retained as fund cash (``retained``), unused fund cash distributed
-    when the recycling period ends (``released``), fund cash on hand at quarter end
-    (``fund_cash``), LP distributions, GP carry (net of the clawback in the last quarter), the
-    clawback, and the LPs' share of the residual value (portfolio NAV plus fund cash) at
-    quarter end (``net_nav``)."""
+    """Fund-level flows, each of shape (paths, quarters), dollars: capital called; management
+    fees paid (with capital, or from proceeds when they exceed the fee budget:
+    ``fees_from_proceeds``) and waived (owed fees no proceeds covered by the horizon);
+    expenses; retained proceeds used for investments, fees and expenses (``recycled``);
+    proceeds retained as fund cash (``retained``); unused fund cash distributed when the
+    recycling period ends (``released``); fund cash on hand at quarter end (``fund_cash``); LP
+    distributions; GP carry (net of the clawback in the last quarter); the clawback; and the
+    LPs' share of the residual value (portfolio NAV plus fund cash) at quarter end
+    (``net_nav``)."""
 
     called: Array
     fees: Array
+    fees_from_proceeds: Array
     fees_waived: Array
     expenses: Array
     recycled: Array
@@ -196,7 +202,8 @@ class FundLedger:
         self.whole_fund_gp = zeros.copy()
         self.cash = zeros.copy()
         self.retained_total = zeros.copy()
-        self.fees_total = zeros.copy()
+        self.fees_total = zeros.copy()  # fees paid with capital (called or fund cash)
+        self.fees_owed = zeros.copy()  # fees due beyond the budget, not yet paid
         self.lp_total = zeros.copy()
         self.gp_total = zeros.copy()
         self.prev_nav = zeros.copy()
@@ -270,18 +277,20 @@ class FundLedger:
         self.retained_total = self.retained_total + retained
         self.cash = self.cash + retained
         fee = self._fee(q, invested, expenses)
-        # Fees never exceed the fee budget (a NAV-based fee can): the excess is waived, so
-        # called capital stays within the commitment.
+        # Capital is called for fees within the fee budget only (a NAV-based fee can outgrow
+        # it), so called capital stays within the commitment: the rest is owed to the manager
+        # and paid from proceeds before anything is distributed.
         capped = np.minimum(fee, np.maximum(self.fee_budget - self.fees_total, 0.0))
-        over_budget = fee - capped
+        owed = fee - capped
         fee = capped
         uses = invested + fee + expenses
         used = np.minimum(self.cash, uses)
         call = uses - used
         shortfall = np.maximum(call - (self.size - state.paid_in), 0.0)
-        waived = np.minimum(fee, shortfall)
-        fee = fee - waived
-        call = call - waived
+        unfunded = np.minimum(fee, shortfall)
+        fee = fee - unfunded
+        call = call - unfunded
+        self.fees_owed = self.fees_owed + owed + unfunded
         self.cash = self.cash - used
         released = np.zeros(self.paths)
         if q == self.retain_until or q == self.quarters - 1:
@@ -290,6 +299,12 @@ class FundLedger:
         self.fees_total = self.fees_total + fee
         self._accrue(state, call)
         distributable = proceeds - retained + released
+        from_proceeds = np.minimum(self.fees_owed, distributable)
+        self.fees_owed = self.fees_owed - from_proceeds
+        distributable = distributable - from_proceeds
+        waived = np.zeros(self.paths)
+        if q == self.quarters - 1:  # what proceeds never covered is waived
+            waived, self.fees_owed = self.fees_owed, np.zeros(self.paths)
         if self.whole_fund is not None:
             # Carry as computed deal by deal, on the share of proceeds distributed; the
             # whole-fund waterfall runs alongside for the end-of-fund clawback.
@@ -311,8 +326,9 @@ class FundLedger:
         self.gp_total = self.gp_total + gp
 
         out["called"][q] = call
-        out["fees"][q] = fee
-        out["fees_waived"][q] = waived + over_budget
+        out["fees"][q] = fee + from_proceeds
+        out["fees_from_proceeds"][q] = from_proceeds
+        out["fees_waived"][q] = waived
         out["expenses"][q] = expenses
         out["recycled"][q] = used
         out["retained"][q] = retained
@@ -409,11 +425,11 @@ def run_fund_cash(spec: FundSpec, plan: Plan, flows: PortfolioFlows) -> FundCash
 
 def _check_conservation(cash: FundCash, invested: Array, proceeds: Array) -> None:
     sources = cash.called + cash.recycled
-    uses = invested + cash.fees + cash.expenses
+    uses = invested + cash.fees - cash.fees_from_proceeds + cash.expenses
     gap = float(np.max(np.abs(sources - uses), initial=0.0))
     if not gap <= CONSERVATION_TOLERANCE:
         raise ConservationError(f"sources and uses differ by {gap:.4f} dollars")
-    paid = cash.lp_distributions + cash.gp_carry
+    paid = cash.lp_distributions + cash.gp_carry + cash.fees_from_proceeds
     distributable = proceeds - cash.retained + cash.released
     gap = float(np.max(np.abs(paid - distributable), initial=0.0))
     if not gap <= CONSERVATION_TOLERANCE:

@@ -7,8 +7,8 @@ and never a stored result). Checks:
 
 * forecast: every number finite; NAV and fund cash ≥ 0; cumulative paid-in non-decreasing and
   at most the commitment; DPI ≤ TVPI; cash conservation each quarter (called + recycled =
-  invested + fees + expenses; LP distributions + carry = proceeds − retained + released), to
-  one cent;
+  invested + fees paid with capital + expenses; LP distributions + carry + fees paid from
+  proceeds = proceeds − retained + released), to one cent;
 * simulation: every number finite (None allowed where a statistic is undefined); percentiles
   monotone; sd and standard errors ≥ 0; probabilities and deal-outcome shares in [0, 1] (shares
   sum to 1); fan-chart bands ordered (p10 ≤ p50 ≤ p90) and NAV ≥ 0; the run count and the
@@ -74,10 +74,16 @@ def check_forecast(forecast: dict[str, Any], fund_size: float) -> None:
             raise EngineGuardError(f"paid-in above the commitment in {where}")
         previous_paid_in = row["paid_in"]
         sources = row["called"] + row["recycled"]
-        uses = row["invested_initial"] + row["invested_follow_on"] + row["fees"] + row["expenses"]
+        uses = (
+            row["invested_initial"]
+            + row["invested_follow_on"]
+            + row["fees"]
+            - row["fees_from_proceeds"]
+            + row["expenses"]
+        )
         if abs(sources - uses) > CENT:
             raise EngineGuardError(f"sources and uses differ by {sources - uses:.2f} in {where}")
-        paid = row["lp_distributions"] + row["gp_carry"]
+        paid = row["lp_distributions"] + row["gp_carry"] + row["fees_from_proceeds"]
         distributable = row["gross_proceeds"] - row["retained"] + row["released"]
         if abs(paid - distributable) > CENT:
             raise EngineGuardError(f"distributions differ from proceeds in {where}")
