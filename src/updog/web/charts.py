@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from updog.web import report
-from updog.web.report import _millions, _svg, plt
+from updog.web.report import _dollar_axis, _svg, plt
 
 _LOCK = threading.Lock()
 
@@ -80,7 +80,8 @@ def cash_flow_svg(forecast: dict[str, Any]) -> str:
     )
     step = max(1, len(labels) // 10)
     ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right", fontsize=8)
-    ax.yaxis.set_major_formatter(_millions)
+    values = [v for r in rows for v in (r["paid_in"], r["distributions"], r["net_nav"])]
+    ax.yaxis.set_major_formatter(_dollar_axis(values))
     ax.set_title("Paid-in, distributions and NAV")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)

@@ -41,7 +41,7 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg") :]
 
 
-def _dollar_axis(values: list[float]) -> Callable[[float, int | None], str]:
+def _dollar_axis(values: list[float]) -> Callable[[float, float], str]:
     """A tick formatter for dollars fitted to the span of ``values``: $M without decimals
     from $10M, with one decimal from $1M, $K below (so a small fund's ticks stay distinct),
     and never a "−0"."""
@@ -50,7 +50,7 @@ def _dollar_axis(values: list[float]) -> Callable[[float, int | None], str]:
     if span < 1e6:
         scale, suffix, digits = 1e3, "K", 0
 
-    def fmt(x: float, _pos: int | None = None) -> str:
+    def fmt(x: float, _pos: float | None = None) -> str:
         value = round(x / scale, digits) + 0.0  # + 0.0 turns −0.0 into 0.0
         sign = "−" if value < 0 else ""
         return f"{sign}${abs(value):,.{digits}f}{suffix}"
