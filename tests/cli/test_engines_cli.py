@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -147,3 +148,25 @@ def test_an_engine_failure_is_one_line_and_exit_code_1(monkeypatch: pytest.Monke
     assert result.exit_code == 1
     assert "engine guard: negative NAV in quarter 2025Q3" in result.output
     assert "Traceback" not in result.output
+
+
+def test_every_listed_command_loads_under_its_name() -> None:
+    from updog.cli import COMMANDS, LazyGroup
+
+    group = main
+    assert isinstance(group, LazyGroup)
+    for name in COMMANDS:
+        command = group.get_command(click.Context(group), name)
+        assert command is not None and command.name == name
+
+
+def test_help_imports_none_of_the_heavy_libraries() -> None:
+    """``updog --help`` took 5–8 s when it imported scipy, matplotlib and Dask at start-up."""
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom updog.cli import main\n"
+        "result = CliRunner().invoke(main, ['--help'])\nassert result.exit_code == 0\n"
+        "heavy = {'numpy', 'scipy', 'matplotlib', 'dask', 'distributed', 'psycopg', 'pydantic'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

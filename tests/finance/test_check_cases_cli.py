@@ -1,4 +1,4 @@
-"""``updog check-cases`` as a user runs it (registered on a fresh click group)."""
+"""``updog check-cases`` as a user runs it."""
 
 from __future__ import annotations
 
@@ -6,19 +6,16 @@ import json
 import re
 from pathlib import Path
 
-import click
 from click.testing import CliRunner, Result
 
-from updog.cli.check_cases import register
+from updog.cli import main
 
 TRUTH = Path(__file__).resolve().parents[1] / "fixtures" / "truth"
 SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$")
 
 
 def _run(*args: str) -> Result:
-    group = click.Group("updog")
-    register(group)
-    return CliRunner().invoke(group, ["check-cases", *args])
+    return CliRunner().invoke(main, ["check-cases", *args])
 
 
 def test_every_fixture_case_passes() -> None:

@@ -17,7 +17,7 @@ import click
 
 from updog.finance.cases import CaseFileError, check_file
 
-__all__ = ["check_cases", "register"]
+__all__ = ["check_cases"]
 
 
 @click.command("check-cases")
@@ -41,8 +41,3 @@ def check_cases(files: tuple[Path, ...]) -> None:
     click.echo(f"{passed} passed, {failed} failed")
     if failed:
         raise SystemExit(1)
-
-
-def register(group: click.Group) -> None:
-    """Add ``check-cases`` to the ``updog`` command group."""
-    group.add_command(check_cases)

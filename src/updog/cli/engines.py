@@ -339,10 +339,3 @@ def _executor(kind: str, runs: int) -> Any:
 
         return ProcessPoolMap()
     return None
-
-
-def register(group: click.Group) -> None:
-    """Add the engine commands to ``group``."""
-    group.add_command(model_command)
-    group.add_command(simulate_command)
-    group.add_command(sweep_command)

@@ -565,12 +565,3 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def register(group: click.Group) -> None:
-    """Add the service commands to ``group``."""
-    group.add_command(migrate_group)
-    group.add_command(users_group)
-    group.add_command(tokens_group)
-    group.add_command(serve)
-    group.add_command(worker_command)
