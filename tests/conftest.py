@@ -27,21 +27,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-REQUIRE_SERVICES = os.environ.get("UPDOG_REQUIRE_SERVICES") == "1"
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip with ``reason``, or fail when the run requires its services (CI)."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (and UPDOG_REQUIRE_SERVICES=1)", pytrace=False)
-    pytest.skip(reason)
-
+from services_support import unavailable
 
 # --------------------------------------------------------------------------- PostgreSQL
 

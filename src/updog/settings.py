@@ -234,6 +234,10 @@ class Settings:
     redis_key_prefix: str = "updog"
     #: Seconds a Redis operation may take before it counts as "Redis down".
     redis_timeout: float = 0.5
+    #: Seconds the ``redis`` circuit breaker stays OPEN after Redis failed, before one trial
+    #: call (see :mod:`updog.resilience.redis`): the bound on how long a recovered Redis goes
+    #: unused, and how often a dead one is tried.
+    redis_breaker_wait_seconds: float = 5.0
     #: Shed new requests while the event loop lagged more than this recently (ms; 0 = off).
     shed_loop_lag_ms: int = 500
     #: Shed while more requests than this are in flight in this process (0 = off).
@@ -353,6 +357,9 @@ class Settings:
             raise SettingsError(f"idempotency_ttl must be ≥ 60 s, got {self.idempotency_ttl}")
         if self.redis_timeout <= 0:
             raise SettingsError(f"redis_timeout must be > 0, got {self.redis_timeout}")
+        wait = self.redis_breaker_wait_seconds
+        if not (math.isfinite(wait) and wait > 0):
+            raise SettingsError(f"redis_breaker_wait_seconds must be > 0, got {wait}")
 
     @property
     def throttled(self) -> bool:
@@ -496,6 +503,7 @@ _ENV_NAMES: dict[str, str] = {
     "rate_limit_api": "UPDOG_RATE_LIMIT_API",
     "rate_limit_simulation": "UPDOG_RATE_LIMIT_SIMULATION",
     "rate_limit_auth": "UPDOG_RATE_LIMIT_AUTH",
+    "redis_breaker_wait_seconds": "UPDOG_REDIS_BREAKER_WAIT_SECONDS",
     "trusted_proxies": "UPDOG_TRUSTED_PROXIES",
     "redis_key_prefix": "UPDOG_REDIS_KEY_PREFIX",
     "redis_timeout": "UPDOG_REDIS_TIMEOUT",

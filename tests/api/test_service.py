@@ -157,7 +157,12 @@ def test_session_login_csrf_logout(live: LiveServer, analyst: Account) -> None:
         ok = c.post("/api/v1/funds", json=VALID_SPEC, headers={"X-CSRF-Token": csrf})
         assert ok.status_code == 201, ok.text
         cookie = c.cookies["updog_session"]
-        assert c.post("/api/v1/auth/logout").status_code == 204
+        # A cross-site page could post to logout with the cookie but not read the token.
+        assert_problem(c.post("/api/v1/auth/logout"), 403, "CSRF_TOKEN_INVALID")
+        assert c.get("/api/v1/auth/me").status_code == 200  # still signed in
+        logout = c.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf})
+        assert logout.status_code == 204
+        assert logout.headers["cache-control"] == "no-store"
     with live.client() as c:
         c.cookies.set("updog_session", cookie)
         assert_problem(c.get("/api/v1/funds"), 401, "UNAUTHENTICATED")

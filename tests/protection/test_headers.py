@@ -66,6 +66,8 @@ def assert_security_headers(r: httpx.Response, *, html: bool = False) -> None:
         assert csp == API_CSP or r.request.url.path == "/docs"
     server = r.headers.get("server", "")
     assert not re.search(r"\d", server), server  # never a version
+    if r.request.url.path.startswith("/api/"):  # private fund data: never cached
+        assert "no-store" in r.headers.get("cache-control", ""), (r.request.url, r.headers)
     assert "strict-transport-security" not in r.headers  # plain HTTP
 
 

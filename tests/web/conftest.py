@@ -15,16 +15,11 @@ import pytest
 from web_support import CHROMIUM, launch
 
 from api.api_support import LiveServer, LogTap, serve
+from services_support import unavailable
 from updog.settings import Settings
 
 #: Runs above this become background jobs in these tests (so the progress bar shows).
 SYNC_LIMIT = 5_000
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("UPDOG_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (and UPDOG_REQUIRE_SERVICES=1)", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +27,9 @@ def playwright_instance() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[test]')")
+        unavailable("playwright is not installed (pip install -e '.[test]')")
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with sync_playwright() as p:
         yield p
 

@@ -21,8 +21,9 @@ Across processes (Redis configured): the leader of a process also takes
 ``SET <prefix>:sf:<hash> <token> NX PX`` (an atomic lock naming its run); a process that
 finds the lock taken polls for ``<prefix>:sfr:<token>``, which the leader writes (for a
 few seconds) when done. Followers only ever read the result of the run that was in flight
-when they arrived, so nothing stale is served. Redis errors fall back to in-process
-single-flight. Counted in ``updog_dedupe_requests_total{role}``.
+when they arrived, so nothing stale is served. Every Redis call runs under the registry's
+``redis`` circuit breaker (:mod:`updog.resilience.redis`); Redis errors, and an open breaker,
+fall back to in-process single-flight. Counted in ``updog_dedupe_requests_total{role}``.
 
 Why our own code: single-flight is a few lines around an ``asyncio.Future``; the packages
 that do it (``aiocache``'s ``cached_stampede``, ``async-lru``) cache *function results* for
@@ -43,6 +44,9 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from updog.protection.clients import header
+from updog.resilience.breaker import CircuitBreaker
+from updog.resilience.redis import redis_breaker
+from updog.resilience.wiring import breakers_of
 from updog.settings import Settings
 
 #: Largest response shared with followers, bytes.
@@ -78,11 +82,13 @@ class SingleFlightMiddleware:
         prefix: str = "updog",
         wait: float = 60.0,
         registry: CollectorRegistry | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if wait <= 0:
             raise ValueError("wait must be > 0")
         self.app = app
         self.redis = redis
+        self.breaker = breaker
         self.prefix = prefix
         self.wait = wait
         self._flights: dict[str, asyncio.Future[Response | None]] = {}
@@ -102,12 +108,29 @@ class SingleFlightMiddleware:
         cls, settings: Settings, database: Any, registry: CollectorRegistry
     ) -> dict[str, Any]:
         """Keyword arguments for ``Middleware(SingleFlightMiddleware, **options)``."""
-        redis = None
+        redis = breaker = None
         if settings.redis_url:
             from updog.protection.stores import redis_client
 
             redis = redis_client(settings.redis_url, settings.redis_timeout)
-        return {"redis": redis, "prefix": settings.redis_key_prefix, "registry": registry}
+            breaker = redis_breaker(
+                breakers_of(database),
+                timeout=settings.redis_timeout,
+                wait=settings.redis_breaker_wait_seconds,
+            )
+        return {
+            "redis": redis,
+            "prefix": settings.redis_key_prefix,
+            "registry": registry,
+            "breaker": breaker,
+        }
+
+    async def _redis(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``self.redis.<method>(*args, **kwargs)`` under the ``redis`` breaker (when set)."""
+        call = getattr(self.redis, method)
+        if self.breaker is None:
+            return await call(*args, **kwargs)
+        return await self.breaker.acall(call, *args, **kwargs)
 
     def _count(self, role: str) -> None:
         if self.roles is not None:
@@ -231,7 +254,9 @@ class SingleFlightMiddleware:
         token = secrets.token_hex(8)
         lock = f"{self.prefix}:sf:{key}"
         try:
-            other = await self.redis.set(lock, token, nx=True, px=int(LOCK_TTL * 1000), get=True)
+            other = await self._redis(
+                "set", lock, token, nx=True, px=int(LOCK_TTL * 1000), get=True
+            )
         except Exception:
             return None, None  # Redis down: in-process single-flight only
         if other is None:
@@ -240,7 +265,7 @@ class SingleFlightMiddleware:
         deadline = asyncio.get_running_loop().time() + self.wait
         try:
             while asyncio.get_running_loop().time() < deadline:
-                raw = await self.redis.get(f"{self.prefix}:sfr:{other_token}")
+                raw = await self._redis("get", f"{self.prefix}:sfr:{other_token}")
                 if raw is not None:
                     data = json.loads(raw)
                     if data is None:
@@ -248,8 +273,8 @@ class SingleFlightMiddleware:
                     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in data["h"]]
                     return (data["s"], headers, base64.b64decode(data["b"])), None
                 if (
-                    await self.redis.get(lock) is None
-                    and await self.redis.get(f"{self.prefix}:sfr:{other_token}") is None
+                    await self._redis("get", lock) is None
+                    and await self._redis("get", f"{self.prefix}:sfr:{other_token}") is None
                 ):
                     return None, None  # that leader vanished without a result: run alone
                 await asyncio.sleep(POLL)
@@ -266,11 +291,18 @@ class SingleFlightMiddleware:
                 "h": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in headers],
                 "b": base64.b64encode(body).decode(),
             }
-        try:
+
+        async def write() -> None:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.set(f"{self.prefix}:sfr:{token}", json.dumps(data), px=int(RESULT_TTL * 1000))
                 pipe.delete(f"{self.prefix}:sf:{key}")
                 await pipe.execute()
+
+        try:
+            if self.breaker is None:
+                await write()
+            else:
+                await self.breaker.acall(write)
         except Exception:
             return
 

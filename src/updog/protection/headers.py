@@ -14,6 +14,9 @@ SPEC §6 practice 3. Per response:
   never over plain HTTP (RFC 6797 §7.2: user agents ignore it there anyway).
 * ``X-Content-Type-Options: nosniff``, ``Referrer-Policy``, ``Cross-Origin-Opener-Policy``,
   ``Cross-Origin-Resource-Policy``, ``Permissions-Policy``, ``X-Frame-Options: DENY``.
+* ``Cache-Control: no-store`` on every API response (paths under :data:`PRIVATE_PREFIXES`)
+  that does not set its own: they carry private fund data, which no shared or browser cache
+  may keep (RFC 9111 §5.2.2.5).
 * No ``Server`` header from the app (uvicorn's own says ``uvicorn``, no version;
   ``updog serve`` can turn it off).
 
@@ -53,6 +56,9 @@ _STATIC: tuple[tuple[bytes, bytes], ...] = (
     (b"x-frame-options", b"DENY"),
 )
 _CSP = b"content-security-policy"
+_CACHE_CONTROL = b"cache-control"
+#: Paths whose responses are private data: never cached unless the route says otherwise.
+PRIVATE_PREFIXES: tuple[str, ...] = ("/api/",)
 
 
 def ui_csp(nonce: str, report_path: str = REPORT_PATH) -> str:
@@ -92,6 +98,7 @@ class SecurityHeadersMiddleware:
         nonce = secrets.token_urlsafe(16)
         scope.setdefault("state", {})["csp_nonce"] = nonce
         https = forwarded_https(scope, self.trusted)
+        private = scope["path"].startswith(PRIVATE_PREFIXES)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -102,6 +109,8 @@ class SecurityHeadersMiddleware:
                     policy = ui_csp(nonce, self.report_path) if b"html" in ctype else API_CSP
                     headers.append((_CSP, policy.encode()))
                 headers.extend(h for h in _STATIC if h[0] not in present)
+                if private and _CACHE_CONTROL not in present:
+                    headers.append((_CACHE_CONTROL, b"no-store"))
                 if https:
                     headers.append((b"strict-transport-security", self.hsts))
                 message["headers"] = headers

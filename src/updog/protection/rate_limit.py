@@ -34,9 +34,11 @@ the moment the oldest request leaves the window, rounded *up* past it, so a clie
 waits that long is admitted (unless it raced others of the same identity).
 
 Store failures (Redis down or slower than ``redis_timeout``) are counted in
-``updog_rate_limit_store_errors_total{tier,outcome}``; for one second after a failure the
-store is not asked again (requests get the tier's fallback at once), so a dead Redis costs
-one timeout per second, not one per request.
+``updog_rate_limit_store_errors_total{tier,outcome}``. Every Redis call runs under the
+registry's ``redis`` circuit breaker (:mod:`updog.resilience.redis`): while it is OPEN
+requests get the tier's fallback at once (``Retry-After`` = the breaker's remaining wait),
+so a dead Redis costs a few timeouts, not one per request, and one trial call after
+``redis_breaker_wait_seconds`` puts a recovered Redis back in use — whatever the load.
 
 Why our own code rather than the ``limits`` library (which we tried first): its async
 in-memory storage schedules an expiry sweep through ``asyncio.to_thread`` on every hit (a
@@ -64,6 +66,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from updog.api.problems import send_problem
 from updog.protection.clients import IdentityKeys, Network, client_address
+from updog.resilience.breaker import CallNotPermittedError, CircuitBreaker
+from updog.resilience.redis import redis_breaker
+from updog.resilience.wiring import breakers_of
 from updog.settings import Settings, parse_networks, parse_rate
 
 #: Paths never limited (probes must answer under any load; metrics are scraped).
@@ -71,8 +76,8 @@ EXEMPT_PREFIXES: tuple[str, ...] = ("/livez", "/readyz", "/startupz", "/metrics"
 # The API's routes and the web UI's forms that do the same work share a tier.
 _SIMULATION = re.compile(r"^(/api/v\d+)?/funds/[^/]+/simulations/?$")
 _LOGIN = re.compile(r"^(/api/v\d+/auth/login|/sign-in)/?$")
-#: Seconds the store is skipped after it failed.
-STORE_BACKOFF = 1.0
+#: ``Retry-After`` of a fail-closed refusal when the store failed without an open breaker.
+STORE_RETRY_AFTER = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +241,7 @@ class RateLimitMiddleware:
         trusted_proxies: Sequence[Network] = (),
         metrics: RateLimitMetrics | None = None,
         timeout: float = 0.5,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if not tiers:
             raise ValueError("at least one tier is needed")
@@ -248,7 +254,7 @@ class RateLimitMiddleware:
         self.trusted = tuple(trusted_proxies)
         self.metrics = metrics
         self.timeout = timeout
-        self._down_until = 0.0
+        self.breaker = breaker
 
     @classmethod
     def options(
@@ -268,12 +274,23 @@ class RateLimitMiddleware:
             "trusted_proxies": parse_networks(settings.trusted_proxies),
             "metrics": RateLimitMetrics(registry),
             "timeout": settings.redis_timeout,
+            "breaker": redis_breaker(
+                breakers_of(database),
+                timeout=settings.redis_timeout,
+                wait=settings.redis_breaker_wait_seconds,
+            )
+            if settings.redis_url
+            else None,
         }
 
     async def _hit(self, tier: Tier, key: str) -> tuple[bool, int, float]:
-        """(admitted, remaining, seconds until a slot frees); raises when the store fails."""
+        """(admitted, remaining, seconds until a slot frees); raises when the store fails
+        (:class:`CallNotPermittedError` while the ``redis`` breaker is open)."""
+        args = (f"{tier.name}:{key}", tier.count, tier.window)
+        if self.breaker is not None:
+            return await self.breaker.acall(self.storage.hit, *args)
         async with asyncio.timeout(self.timeout):
-            return await self.storage.hit(f"{tier.name}:{key}", tier.count, tier.window)
+            return await self.storage.hit(*args)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -292,11 +309,9 @@ class RateLimitMiddleware:
         refused: list[tuple[Tier, int]] = []  # (tier, retry after)
         for tier in tiers:
             try:
-                if time.monotonic() < self._down_until:
-                    raise ConnectionError("rate-limit store backing off")
                 admitted, remaining, wait = await self._hit(tier, key)
-            except Exception:
-                self._down_until = time.monotonic() + STORE_BACKOFF
+            except Exception as exc:
+                retry = exc.retry_after if isinstance(exc, CallNotPermittedError) else 0
                 outcome = "allowed" if tier.fail_open else "refused"
                 if self.metrics:
                     self.metrics.store_errors.labels(tier.name, outcome).inc()
@@ -308,7 +323,7 @@ class RateLimitMiddleware:
                     503,
                     "RATE_LIMIT_UNAVAILABLE",
                     f"The {tier.name} rate limit cannot be checked right now; retry shortly.",
-                    headers={"Retry-After": "5"},
+                    headers={"Retry-After": str(max(1, retry or STORE_RETRY_AFTER))},
                 )
                 return
             seconds = min(tier.window, max(0, math.ceil(wait)))

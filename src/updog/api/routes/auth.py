@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from updog.api.auth import (
     SESSION_COOKIE,
     Viewer,
+    check_csrf,
     csrf_token,
     sign_session,
     unauthenticated,
@@ -89,13 +90,16 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout", status_code=204, summary="Sign the session out and clear the cookie")
 async def logout(request: Request) -> Response:
-    """Revoke the session named by the cookie (if any) and clear it; always 204."""
+    """Revoke the session named by the cookie and clear it: 204. A live session needs its CSRF
+    token (``X-CSRF-Token``, 403 ``CSRF_TOKEN_INVALID`` without it), so a cross-site page
+    cannot sign a user out; a missing, forged or expired cookie is just cleared."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         secret = unsign_session(get_settings(request).secret_key, cookie)
         if secret is not None:
             identity = await db_call(request, repo.identity_for_session, secret)
             if identity is not None and identity.session_id is not None:
+                check_csrf(request, secret)
                 await db_call(request, repo.revoke_session, identity.session_id)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
