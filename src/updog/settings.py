@@ -227,7 +227,11 @@ class Settings:
     #: Tier ``simulation`` (``POST …/simulations``), on top of ``api``.
     rate_limit_simulation: str = "10/3600"
     #: Tier ``auth`` (``POST /api/v1/auth/login``), on top of ``api``; keyed by client address.
-    rate_limit_auth: str = "5/300"
+    rate_limit_auth: str = "30/300"
+    #: Sign-in attempts per account (``COUNT/SECONDS``), on top of ``rate_limit_auth`` per
+    #: address (OWASP: both; the per-address limit is looser so that one attacker behind a
+    #: shared proxy cannot lock everyone out).
+    rate_limit_auth_account: str = "5/300"
     #: Comma-separated addresses/CIDRs of reverse proxies whose forwarded headers are trusted.
     trusted_proxies: str = ""
     #: Prefix of every Redis key the service writes (rate-limit windows, single-flight).
@@ -328,7 +332,12 @@ class Settings:
                 f"throttle_profile must be one of {sorted(THROTTLE_PROFILES)}, "
                 f"got {self.throttle_profile!r}"
             )
-        for name in ("rate_limit_api", "rate_limit_simulation", "rate_limit_auth"):
+        for name in (
+            "rate_limit_api",
+            "rate_limit_simulation",
+            "rate_limit_auth",
+            "rate_limit_auth_account",
+        ):
             try:
                 parse_rate(getattr(self, name))
             except ValueError as exc:
@@ -503,6 +512,7 @@ _ENV_NAMES: dict[str, str] = {
     "rate_limit_api": "UPDOG_RATE_LIMIT_API",
     "rate_limit_simulation": "UPDOG_RATE_LIMIT_SIMULATION",
     "rate_limit_auth": "UPDOG_RATE_LIMIT_AUTH",
+    "rate_limit_auth_account": "UPDOG_RATE_LIMIT_AUTH_ACCOUNT",
     "redis_breaker_wait_seconds": "UPDOG_REDIS_BREAKER_WAIT_SECONDS",
     "trusted_proxies": "UPDOG_TRUSTED_PROXIES",
     "redis_key_prefix": "UPDOG_REDIS_KEY_PREFIX",

@@ -141,6 +141,52 @@ def test_auth_tier_keys_forwarded_address_only_from_trusted_proxy(
     assert spoofed.status_code == 429
 
 
+def test_sign_ins_are_limited_per_account_and_per_address(
+    serve_app: Any, redis_url: str, prefix: str
+) -> None:
+    """OWASP: both. Many addresses cannot try one account more than the account's limit, and
+    one address (a shared proxy) can still sign in people whose accounts are not attacked."""
+    server = serve_app(
+        throttle_profile="standard",
+        rate_limit_auth="30/300",
+        rate_limit_auth_account="3/300",
+        trusted_proxies="127.0.0.1/32",
+        redis_url=redis_url,
+        redis_key_prefix=prefix,
+    )
+    victim = {"email": f"victim-{prefix}@example.com", "password": "guess"}
+    with server.client() as c:
+        spread = [
+            c.post(
+                "/api/v1/auth/login", json=victim, headers={"X-Forwarded-For": f"198.51.100.{i}"}
+            )
+            for i in range(1, 5)
+        ]
+        shared = [
+            c.post(
+                "/api/v1/auth/login",
+                json={"email": f"user{i}-{prefix}@example.com", "password": "x"},
+                headers={"X-Forwarded-For": "192.0.2.10"},
+            )
+            for i in range(6)
+        ]
+        form = c.get("/sign-in", headers={"X-Forwarded-For": "203.0.113.9"})
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token
+        web = c.post(
+            "/sign-in",
+            data={"email": victim["email"], "password": "guess", "csrf_token": token.group(1)},
+            headers={"X-Forwarded-For": "203.0.113.9"},
+        )
+    assert [r.status_code for r in spread] == [401, 401, 401, 429]
+    body = assert_problem(spread[3], 429, "RATE_LIMITED")
+    assert "this account" in body["detail"] and int(spread[3].headers["retry-after"]) >= 1
+    assert '"auth_account";q=3;w=300' in spread[3].headers["ratelimit-policy"]
+    assert [r.status_code for r in shared] == [401] * 6  # six people behind one proxy
+    assert web.status_code == 429 and "Too many sign-in attempts" in web.text
+    assert int(web.headers["retry-after"]) >= 1
+
+
 def test_client_address_believes_only_trusted_proxies() -> None:
     # (uvicorn's own proxy_headers trusts 127.0.0.1 by default, so the untrusted case is
     # checked on the scope itself rather than through a loopback server.)

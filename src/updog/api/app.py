@@ -27,7 +27,7 @@ from updog.protection.clients import IdentityKeys, TokenCache
 from updog.protection.dedupe import SingleFlightMiddleware
 from updog.protection.headers import SecurityHeadersMiddleware
 from updog.protection.idempotency import IdempotencyMiddleware
-from updog.protection.rate_limit import RateLimitMiddleware
+from updog.protection.rate_limit import AccountLimiter, RateLimitMiddleware
 from updog.protection.shedding import LoadSheddingMiddleware
 from updog.resilience.lifecycle import DrainMiddleware, Lifecycle
 from updog.resilience.wiring import install_resilience
@@ -82,15 +82,16 @@ def create_app(
     identities = IdentityKeys(database, settings.secret_key, tokens=tokens)  # one cache, 2 users
     throttling: list[Middleware] = []
     shedding: dict[str, Any] = {}
+    accounts: AccountLimiter | None = None
     if settings.throttled:
         shedding = LoadSheddingMiddleware.options(settings, database, registry)
+        limits = RateLimitMiddleware.options(settings, database, registry, identities)
         throttling = [
             Middleware(LoadSheddingMiddleware, **shedding),
-            Middleware(
-                RateLimitMiddleware,
-                **RateLimitMiddleware.options(settings, database, registry, identities),
-            ),
+            Middleware(RateLimitMiddleware, **limits),
         ]
+        # Sign-in attempts per account (the routes call it: the middleware reads no body).
+        accounts = AccountLimiter.from_settings(settings, database, limits["metrics"])
     # Drain gate (updog.resilience.lifecycle): below the layers that log and count, so the
     # 503s of a stopping instance show; above everything that does work, so a draining
     # instance refuses new requests before spending anything on them.
@@ -126,6 +127,7 @@ def create_app(
     app.state.token_cache = tokens
     app.state.metrics = metrics
     app.state.pressure = shedding.get("monitor")  # load signals for /readyz (None: off)
+    app.state.account_limiter = accounts
     install_resilience(app, database, registry, lifecycle)  # breakers, lifecycle, DB metrics
     _wrap_in_security_headers(app, settings)
 

@@ -9,9 +9,14 @@ api        100 / 60 s     every request but probes, metrics  fail **open** (admi
                           and static assets
 simulation 10 / 3600 s    ``POST /api/v*/funds/{id}/simulations`` fail **closed** (503)
                           and the web form's ``POST /funds/{id}/simulations``
-auth       5 / 300 s      ``POST /api/v*/auth/login``,      fail **closed** (503)
-                          ``POST /sign-in`` (web form)
+auth       30 / 300 s     ``POST /api/v*/auth/login``,      fail **closed** (503)
+                          ``POST /sign-in`` (web form),
+                          per client address
 ========== ============== ================================= ==========================
+
+Sign-ins are also limited per account (``auth_account``, 5 / 300 s, :class:`AccountLimiter`,
+called by the sign-in routes, which know the email), so neither many addresses nor one shared
+address can try passwords fast.
 
 A request counts against every tier that applies (a simulation also spends an ``api``
 request). The key is the identity (``user:<uuid>``, see :class:`~.clients.IdentityKeys`),
@@ -52,6 +57,7 @@ honest ``Retry-After`` would be ours anyway.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import re
 import secrets
@@ -210,6 +216,109 @@ def make_storage(
     return RedisWindows(redis_client(redis_url, timeout), prefix)
 
 
+class GuardedWindows:
+    """A window store (:class:`MemoryWindows` or :class:`RedisWindows`) whose calls run under
+    the ``redis`` breaker when there is one, else under ``timeout`` seconds; shared by the
+    middleware and the per-account sign-in limit."""
+
+    def __init__(self, storage: Any, *, timeout: float, breaker: CircuitBreaker | None) -> None:
+        self.storage = storage
+        self.timeout = timeout
+        self.breaker = breaker
+
+    @classmethod
+    def from_settings(cls, settings: Settings, database: Any) -> GuardedWindows:
+        """Redis windows under the registry's ``redis`` breaker when ``REDIS_URL`` is set,
+        else process memory."""
+        storage = make_storage(
+            settings.redis_url, prefix=settings.redis_key_prefix, timeout=settings.redis_timeout
+        )
+        breaker = (
+            redis_breaker(
+                breakers_of(database),
+                timeout=settings.redis_timeout,
+                wait=settings.redis_breaker_wait_seconds,
+            )
+            if settings.redis_url
+            else None
+        )
+        return cls(storage, timeout=settings.redis_timeout, breaker=breaker)
+
+    async def hit(self, key: str, count: int, window: int) -> tuple[bool, int, float]:
+        """As :meth:`MemoryWindows.hit`; raises when the store fails
+        (:class:`CallNotPermittedError` while the ``redis`` breaker is open)."""
+        if self.breaker is not None:
+            return await self.breaker.acall(self.storage.hit, key, count, window)
+        async with asyncio.timeout(self.timeout):
+            return await self.storage.hit(key, count, window)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDecision:
+    """What :meth:`AccountLimiter.check` decided: ``admitted``, or refused with
+    ``retry_after`` seconds (429), or ``unavailable`` (the store cannot answer: 503, the
+    sign-in limit fails closed); ``headers`` are the RateLimit headers to send."""
+
+    admitted: bool
+    retry_after: int
+    unavailable: bool
+    headers: dict[str, str]
+
+
+class AccountLimiter:
+    """Sign-in attempts per account, on top of the ``auth`` tier's per-address limit.
+
+    OWASP's Authentication Cheat Sheet ("Protect against automated attacks") limits attempts
+    per account *and* per source: per address alone lets one attacker behind a shared proxy
+    or NAT lock everyone there out (so the per-address tier is looser), per account alone
+    lets a botnet try one password on every account. Every attempt counts (a correct password
+    too: a person rarely signs in five times in five minutes). The key is a hash of the
+    normalised email, so no address is written to Redis."""
+
+    def __init__(self, tier: Tier, windows: GuardedWindows, metrics: RateLimitMetrics | None):
+        self.tier = tier
+        self.windows = windows
+        self.metrics = metrics
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, database: Any, metrics: RateLimitMetrics | None = None
+    ) -> AccountLimiter | None:
+        """The limiter of a throttled profile (None when nothing is throttled)."""
+        if not settings.throttled:
+            return None
+        count, window = parse_rate(settings.rate_limit_auth_account)
+        tier = Tier("auth_account", count, window, fail_open=False, applies=_login)
+        return cls(tier, GuardedWindows.from_settings(settings, database), metrics)
+
+    async def check(self, email: str) -> AccountDecision:
+        """Count one sign-in attempt for ``email`` and decide."""
+        digest = hashlib.sha256(email.strip().casefold().encode()).hexdigest()[:32]
+        tier = self.tier
+        try:
+            admitted, remaining, wait = await self.windows.hit(
+                f"{tier.name}:{digest}", tier.count, tier.window
+            )
+        except Exception as exc:
+            retry = exc.retry_after if isinstance(exc, CallNotPermittedError) else 0
+            if self.metrics:
+                self.metrics.store_errors.labels(tier.name, "refused").inc()
+            return AccountDecision(False, max(1, retry or STORE_RETRY_AFTER), True, {})
+        seconds = min(tier.window, max(0, math.ceil(wait)))
+        headers = {
+            "RateLimit-Policy": tier.policy,
+            "RateLimit": f'"{tier.name}";r={max(0, remaining)};t={seconds}',
+        }
+        if admitted:
+            return AccountDecision(True, 0, False, headers)
+        if self.metrics:
+            self.metrics.limited.labels(tier.name).inc()
+        retry_after = max(1, math.floor(wait) + 1)
+        return AccountDecision(
+            False, retry_after, False, {**headers, "Retry-After": str(retry_after)}
+        )
+
+
 class RateLimitMetrics:
     """``updog_rate_limited_total{tier}`` and ``updog_rate_limit_store_errors_total``."""
 
@@ -237,11 +346,9 @@ class RateLimitMiddleware:
         *,
         tiers: Sequence[Tier],
         identities: IdentityKeys,
-        storage: Any,
+        storage: GuardedWindows,
         trusted_proxies: Sequence[Network] = (),
         metrics: RateLimitMetrics | None = None,
-        timeout: float = 0.5,
-        breaker: CircuitBreaker | None = None,
     ) -> None:
         if not tiers:
             raise ValueError("at least one tier is needed")
@@ -253,8 +360,6 @@ class RateLimitMiddleware:
         self.storage = storage
         self.trusted = tuple(trusted_proxies)
         self.metrics = metrics
-        self.timeout = timeout
-        self.breaker = breaker
 
     @classmethod
     def options(
@@ -268,29 +373,14 @@ class RateLimitMiddleware:
         return {
             "tiers": tiers_from(settings),
             "identities": identities or IdentityKeys(database, settings.secret_key),
-            "storage": make_storage(
-                settings.redis_url, prefix=settings.redis_key_prefix, timeout=settings.redis_timeout
-            ),
+            "storage": GuardedWindows.from_settings(settings, database),
             "trusted_proxies": parse_networks(settings.trusted_proxies),
             "metrics": RateLimitMetrics(registry),
-            "timeout": settings.redis_timeout,
-            "breaker": redis_breaker(
-                breakers_of(database),
-                timeout=settings.redis_timeout,
-                wait=settings.redis_breaker_wait_seconds,
-            )
-            if settings.redis_url
-            else None,
         }
 
     async def _hit(self, tier: Tier, key: str) -> tuple[bool, int, float]:
-        """(admitted, remaining, seconds until a slot frees); raises when the store fails
-        (:class:`CallNotPermittedError` while the ``redis`` breaker is open)."""
-        args = (f"{tier.name}:{key}", tier.count, tier.window)
-        if self.breaker is not None:
-            return await self.breaker.acall(self.storage.hit, *args)
-        async with asyncio.timeout(self.timeout):
-            return await self.storage.hit(*args)
+        """(admitted, remaining, seconds until a slot frees); raises when the store fails."""
+        return await self.storage.hit(f"{tier.name}:{key}", tier.count, tier.window)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

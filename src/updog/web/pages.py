@@ -48,6 +48,7 @@ from updog.api.results import checked_json, compute_simulation
 from updog.api.routes.auth import SESSION_LIFETIME
 from updog.api.schemas import SimulationRequest
 from updog.model.validation import validate_publish
+from updog.protection.rate_limit import AccountLimiter
 from updog.store import repositories as repo
 from updog.store.repositories import FundRecord, Identity, SimulationRecord
 from updog.web import charts, forms
@@ -315,6 +316,21 @@ async def sign_in(request: Request) -> Response:
         return _sign_in_form(
             request, email=email, error="Enter your email and password.", status=422
         )
+    limiter: AccountLimiter | None = getattr(request.app.state, "account_limiter", None)
+    if limiter is not None:
+        decision = await limiter.check(email)
+        if not decision.admitted:
+            message = (
+                "Signing in is unavailable for a moment; try again shortly."
+                if decision.unavailable
+                else "Too many sign-in attempts for this account; try again in "
+                f"{decision.retry_after} seconds."
+            )
+            response = _sign_in_form(
+                request, email=email, error=message, status=503 if decision.unavailable else 429
+            )
+            response.headers["Retry-After"] = str(decision.retry_after)
+            return response
     user = await db_call(request, repo.verify_password, email, password[:1024])
     if user is None:
         return _sign_in_form(request, email=email, error="Wrong email or password.", status=401)

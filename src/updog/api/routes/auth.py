@@ -23,6 +23,7 @@ from updog.api.jsonbody import read_json
 from updog.api.problems import ProblemError, pydantic_field_errors
 from updog.api.routes import API_PREFIX
 from updog.api.schemas import LoginRequest, Me, Problem
+from updog.protection.rate_limit import AccountLimiter
 from updog.store import repositories as repo
 from updog.store.repositories import Identity
 
@@ -60,6 +61,7 @@ async def login(request: Request) -> Response:
     set ``updog_session`` (HttpOnly, SameSite=Lax, Secure over HTTPS). The body returns the
     CSRF token to send as ``X-CSRF-Token`` on writes made with the cookie."""
     body = _login_body(await read_json(request))
+    await _limit_account(request, body.email)
     user = await db_call(request, repo.verify_password, body.email, body.password)
     if user is None:
         raise unauthenticated("Wrong email or password.")
@@ -86,6 +88,29 @@ async def login(request: Request) -> Response:
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+async def _limit_account(request: Request, email: str) -> None:
+    """Count a sign-in attempt for ``email``; 429 past the per-account limit, 503 when the
+    limit cannot be checked (see :class:`~updog.protection.rate_limit.AccountLimiter`)."""
+    limiter: AccountLimiter | None = getattr(request.app.state, "account_limiter", None)
+    if limiter is None:
+        return
+    decision = await limiter.check(email)
+    if decision.unavailable:
+        raise ProblemError(
+            503,
+            "RATE_LIMIT_UNAVAILABLE",
+            "The sign-in limit cannot be checked right now; retry shortly.",
+            headers={"Retry-After": str(decision.retry_after)},
+        )
+    if not decision.admitted:
+        raise ProblemError(
+            429,
+            "RATE_LIMITED",
+            f"Too many sign-in attempts for this account; retry after {decision.retry_after} s.",
+            headers=decision.headers,
+        )
 
 
 @router.post("/logout", status_code=204, summary="Sign the session out and clear the cookie")
