@@ -242,6 +242,10 @@ class Settings:
     #: call (see :mod:`updog.resilience.redis`): the bound on how long a recovered Redis goes
     #: unused, and how often a dead one is tried.
     redis_breaker_wait_seconds: float = 5.0
+    #: Bearer token ``/metrics`` demands (unset: open — loopback by default and no personal
+    #: data in it; set it, or keep ``/metrics`` off the public route, when the instance is
+    #: reachable from elsewhere).
+    metrics_token: str | None = field(default=None, repr=False)
     #: Shed new requests while the event loop lagged more than this recently (ms; 0 = off).
     shed_loop_lag_ms: int = 500
     #: Shed while more requests than this are in flight in this process (0 = off).
@@ -514,6 +518,7 @@ _ENV_NAMES: dict[str, str] = {
     "rate_limit_auth": "UPDOG_RATE_LIMIT_AUTH",
     "rate_limit_auth_account": "UPDOG_RATE_LIMIT_AUTH_ACCOUNT",
     "redis_breaker_wait_seconds": "UPDOG_REDIS_BREAKER_WAIT_SECONDS",
+    "metrics_token": "UPDOG_METRICS_TOKEN",
     "trusted_proxies": "UPDOG_TRUSTED_PROXIES",
     "redis_key_prefix": "UPDOG_REDIS_KEY_PREFIX",
     "redis_timeout": "UPDOG_REDIS_TIMEOUT",

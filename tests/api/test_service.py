@@ -95,6 +95,22 @@ def test_metrics(live: LiveServer, client: httpx.Client) -> None:
     assert fid not in text  # concrete ids never become labels
 
 
+def test_metrics_can_require_a_token(tmp_path: Any) -> None:
+    settings = Settings(data_dir=tmp_path, metrics_token="scrape-" + "x" * 24)
+    app = create_app(settings, None, configure_logs=False)
+    with running(app) as url:
+        anonymous = httpx.get(url + "/metrics")
+        wrong = httpx.get(url + "/metrics", headers={"Authorization": "Bearer nope"})
+        right = httpx.get(
+            url + "/metrics", headers={"Authorization": f"Bearer {settings.metrics_token}"}
+        )
+    assert_problem(anonymous, 401, "UNAUTHENTICATED")
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    assert_problem(wrong, 401, "UNAUTHENTICATED")
+    assert right.status_code == 200 and "updog_http_requests_total" in right.text
+    assert "scrape-" not in repr(settings)  # a secret: never in logs
+
+
 def test_log_lines_are_json_with_request_id(live: LiveServer, client: httpx.Client) -> None:
     rid = "trace-" + uuid.uuid4().hex
     r = client.post("/api/v1/funds", json={"fund_size": -1}, headers={"X-Request-ID": rid})

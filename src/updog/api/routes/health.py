@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from typing import Any
 
@@ -29,7 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from updog import __version__
-from updog.api.deps import get_database
+from updog.api.deps import get_database, get_settings
+from updog.api.problems import ProblemError
 from updog.observability.metrics import HttpMetrics
 
 router = APIRouter(tags=["probes"])
@@ -202,6 +204,24 @@ async def _probe(request: Request) -> tuple[dict[str, Any], bool]:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
-    """Request counts and latency by route template and status; requests in flight."""
+    """Request counts and latency by route template and status; requests in flight.
+
+    With ``UPDOG_METRICS_TOKEN`` set, only ``Authorization: Bearer <that token>`` is
+    answered (401 otherwise; Prometheus sends it with ``authorization: {credentials: …}``).
+    Unset, ``/metrics`` is open: the default bind is loopback, and the figures hold no
+    personal or fund data — but an instance reachable from elsewhere should set the token
+    or keep ``/metrics`` off the public route at its proxy."""
+    expected = get_settings(request).metrics_token
+    if expected:
+        scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            sent.strip().encode(), expected.encode()
+        ):
+            raise ProblemError(
+                401,
+                "UNAUTHENTICATED",
+                "/metrics needs the metrics token (Authorization: Bearer …).",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
     registry: HttpMetrics = request.app.state.metrics
     return Response(registry.render(), media_type=registry.content_type)
