@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -89,6 +90,70 @@ def test_users_and_tokens_commands(db: Any, database_url: str, tmp_path: Path) -
     twice = _run(["tokens", "revoke", str(identity.token_id)], database_url, tmp_path)
     assert twice.exit_code == 1 and "no active token" in twice.output
     assert "revoked" in _run(["tokens", "list", email], database_url, tmp_path).output
+
+
+def test_user_management_commands(db: Any, database_url: str, tmp_path: Path) -> None:
+    """list, set-role, reset-password, disable and enable (issue 11: only create existed)."""
+    email, org = _email(), f"Manage Org {uuid.uuid4().hex[:6]}"
+    created = _run(
+        ["users", "create", email, "--org", org, "--role", "viewer", "--password-stdin"],
+        database_url,
+        tmp_path,
+        input="first password\n",
+    )
+    assert created.exit_code == 0, created.output
+    token = _run(["tokens", "create", email], database_url, tmp_path).stdout.strip().split()[-1]
+    with db.connection() as conn:
+        session, _ = repo.create_session(conn, repo.get_user_by_email(conn, email).id)
+
+    listed = _run(["users", "list", "--org", org], database_url, tmp_path)
+    assert listed.exit_code == 0
+    assert re.search(rf"{re.escape(email)}\s+{org}\s+viewer\s+active", listed.output)
+
+    role = _run(["users", "set-role", email, "analyst"], database_url, tmp_path)
+    assert role.exit_code == 0 and "is now analyst" in role.output
+    reset = _run(
+        ["users", "reset-password", email, "--password-stdin"],
+        database_url,
+        tmp_path,
+        input="second password\n",
+    )
+    assert reset.exit_code == 0, reset.output
+    with db.connection() as conn:
+        assert repo.verify_password(conn, email, "first password") is None
+        assert repo.verify_password(conn, email, "second password") is not None
+        assert repo.identity_for_session(conn, session) is None  # signed out
+        assert repo.identity_for_token(conn, token).role == "analyst"  # tokens kept
+
+    disabled = _run(["users", "disable", email], database_url, tmp_path)
+    assert disabled.exit_code == 0, disabled.output
+    with db.connection() as conn:
+        assert repo.verify_password(conn, email, "second password") is None
+        assert repo.identity_for_token(conn, token) is None
+    assert "disabled" in _run(["users", "list", "--org", org], database_url, tmp_path).output
+    enabled = _run(["users", "enable", email], database_url, tmp_path)
+    assert enabled.exit_code == 0
+    with db.connection() as conn:
+        assert repo.verify_password(conn, email, "second password") is not None
+        assert repo.identity_for_token(conn, token) is None  # revoked tokens stay revoked
+    missing = _run(["users", "disable", "nobody@example.com"], database_url, tmp_path)
+    assert missing.exit_code == 1 and "no user with email" in missing.output
+
+
+def test_a_piped_password_prompt_prints_no_getpass_warning(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url, "UPDOG_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "updog", "users", "create", _email(), "--org", "Pipe Org"],
+        input="piped password\npiped password\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "GetPassWarning" not in proc.stderr and "echo" not in proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -163,6 +163,33 @@ def _run_migration(action: Callable[[str], None], failure: str) -> None:
 # --------------------------------------------------------------------------- users
 
 
+_PASSWORD_STDIN = click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: the first line of stdin, or asked twice (hidden on a terminal)."""
+    from updog.store import repositories as repo
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("no password on stdin")
+    else:
+        # getpass on a pipe warns that input "may be echoed": there is no terminal to echo on.
+        password = click.prompt(
+            "Password",
+            hide_input=sys.stdin.isatty(),
+            confirmation_prompt="Repeat the password",
+        )
+    if len(password) < repo.PASSWORD_MIN_LENGTH:
+        raise click.ClickException(
+            f"the password needs at least {repo.PASSWORD_MIN_LENGTH} characters"
+        )
+    return password
+
+
 @click.group("users")
 def users_group() -> None:
     """Manage user accounts."""
@@ -178,25 +205,12 @@ def users_group() -> None:
     show_default=True,
     help="viewer reads; analyst edits funds and runs simulations; admin manages users.",
 )
-@click.option(
-    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
-)
+@_PASSWORD_STDIN
 def users_create(email: str, org_name: str, role: str, password_stdin: bool) -> None:
     """Create a user EMAIL in organisation --org (asks for the password twice)."""
     from updog.store import repositories as repo
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise click.ClickException("no password on stdin")
-    else:
-        password = click.prompt(
-            "Password", hide_input=True, confirmation_prompt="Repeat the password"
-        )
-    if len(password) < repo.PASSWORD_MIN_LENGTH:
-        raise click.ClickException(
-            f"the password needs at least {repo.PASSWORD_MIN_LENGTH} characters"
-        )
+    password = _read_password(password_stdin)
 
     def create(conn: Any) -> tuple[Any, Any]:
         org = repo.get_or_create_organisation(conn, org_name)
@@ -207,12 +221,75 @@ def users_create(email: str, org_name: str, role: str, password_stdin: bool) -> 
     click.echo(f"Created {user.role} {user.email} in organisation {org.name!r} (user {user.id}).")
 
 
+@users_group.command("list")
+@click.option("--org", "org_name", default=None, help="Only this organisation's users.")
+def users_list(org_name: str | None) -> None:
+    """List users: email, organisation, role, status."""
+    from updog.store import repositories as repo
+
+    users = _with_conn(repo.list_users, org_name, action="cannot list the users")
+    if not users:
+        click.echo("No users." if org_name is None else f"No users in {org_name!r}.")
+        return
+    header = ("EMAIL", "ORGANISATION", "ROLE", "STATUS", "CREATED")
+    rows = [
+        (u.email, org, u.role, "disabled" if u.disabled_at else "active", _when(u.created_at))
+        for u, org in users
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+
+
+@users_group.command("disable")
+@click.argument("email")
+def users_disable(email: str) -> None:
+    """Disable user EMAIL: signed out everywhere, tokens revoked, no sign-in."""
+    from updog.store import repositories as repo
+
+    user = _with_conn(repo.set_user_disabled, email, True, action="cannot disable the user")
+    click.echo(f"Disabled {user.email}; their sessions and tokens no longer work.")
+
+
+@users_group.command("enable")
+@click.argument("email")
+def users_enable(email: str) -> None:
+    """Enable user EMAIL again (they sign in anew; revoked tokens stay revoked)."""
+    from updog.store import repositories as repo
+
+    user = _with_conn(repo.set_user_disabled, email, False, action="cannot enable the user")
+    click.echo(f"Enabled {user.email}.")
+
+
+@users_group.command("set-role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(["viewer", "analyst", "admin"]))
+def users_set_role(email: str, role: str) -> None:
+    """Give user EMAIL the role ROLE (viewer, analyst or admin)."""
+    from updog.store import repositories as repo
+
+    user = _with_conn(repo.set_user_role, email, role, action="cannot change the role")
+    click.echo(f"{user.email} is now {user.role}.")
+
+
+@users_group.command("reset-password")
+@click.argument("email")
+@_PASSWORD_STDIN
+def users_reset_password(email: str, password_stdin: bool) -> None:
+    """Set a new password for user EMAIL and sign them out everywhere."""
+    from updog.store import repositories as repo
+
+    password = _read_password(password_stdin)
+    user = _with_conn(repo.reset_password, email, password, action="cannot reset the password")
+    click.echo(f"New password set for {user.email}; their sessions were ended.")
+
+
 # --------------------------------------------------------------------------- tokens
 
 
 @click.group("tokens")
 def tokens_group() -> None:
-    """Manage personal API tokens (``Authorization: Bearer …``)."""
+    """Manage personal API tokens (sent as "Authorization: Bearer <token>")."""
 
 
 def _user(conn: Any, email: str) -> Any:
@@ -272,7 +349,7 @@ def tokens_list(email: str) -> None:
 @tokens_group.command("revoke")
 @click.argument("token_id")
 def tokens_revoke(token_id: str) -> None:
-    """Revoke the token TOKEN_ID (see ``tokens list``); it stops working at once."""
+    """Revoke the token TOKEN_ID (see "updog tokens list"); it stops working at once."""
     from updog.store import repositories as repo
 
     try:

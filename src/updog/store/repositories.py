@@ -440,6 +440,72 @@ def verify_password(conn: Connection, email: str, password: str) -> UserRecord |
     return _record(UserRecord, row)  # type: ignore[no-any-return]
 
 
+def list_users(conn: Connection, org_name: str | None = None) -> list[tuple[UserRecord, str]]:
+    """Every user (of organisation ``org_name`` when given) with its organisation's name,
+    by organisation then email."""
+    rows = conn.execute(
+        "SELECT u.*, o.name AS org_name FROM users u JOIN organisations o ON o.id = u.org_id "
+        "WHERE %(org)s::text IS NULL OR o.name = %(org)s ORDER BY o.name, lower(u.email)",
+        {"org": org_name},
+    ).fetchall()
+    return [(_record(UserRecord, row), row["org_name"]) for row in rows]
+
+
+def _update_user(conn: Connection, email: str, sql: str, params: tuple[Any, ...]) -> UserRecord:
+    """Apply ``UPDATE users SET <sql>, updated_at = now()`` to the user with ``email``; raises
+    :class:`NotFound` when there is none."""
+    row = _one(
+        conn,
+        f"UPDATE users SET {sql}, updated_at = now() WHERE lower(email) = lower(%s) RETURNING *",
+        (*params, email.strip()),
+    )
+    if row is None:
+        raise NotFound(f"no user with email {email.strip()}")
+    return _record(UserRecord, row)  # type: ignore[no-any-return]
+
+
+def revoke_credentials(conn: Connection, user_id: uuid.UUID) -> None:
+    """End every session and revoke every API token of ``user_id``."""
+    conn.execute(
+        "UPDATE sessions SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
+        (user_id,),
+    )
+    conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
+        (user_id,),
+    )
+
+
+def set_user_disabled(conn: Connection, email: str, disabled: bool) -> UserRecord:
+    """Disable (sign out everywhere, tokens revoked, no new sign-in) or enable a user; raises
+    :class:`NotFound`."""
+    sql = "disabled_at = COALESCE(disabled_at, now())" if disabled else "disabled_at = NULL"
+    user = _update_user(conn, email, sql, ())
+    if disabled:
+        revoke_credentials(conn, user.id)
+    return user
+
+
+def set_user_role(conn: Connection, email: str, role: Role) -> UserRecord:
+    """Change a user's role; raises ValueError for an unknown role and :class:`NotFound`."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    return _update_user(conn, email, "role = %s", (role,))
+
+
+def reset_password(conn: Connection, email: str, password: str) -> UserRecord:
+    """Set a new password and end the user's sessions (tokens stay: they are not passwords);
+    raises ValueError for a short password and :class:`NotFound`."""
+    if len(password) < PASSWORD_MIN_LENGTH:
+        raise ValueError(f"password must have at least {PASSWORD_MIN_LENGTH} characters")
+    user = _update_user(conn, email, "password_hash = %s", (hash_password(password),))
+    conn.execute(
+        "UPDATE sessions SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
+        (user.id,),
+    )
+    return user
+
+
 # --------------------------------------------------------------------------- API tokens
 
 
