@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +172,32 @@ def test_help_imports_none_of_the_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _in_a_terminal(command: str) -> str:
+    """Run ``command`` with a pseudo-terminal (util-linux ``script``); what the terminal got."""
+    script = shutil.which("script")
+    if script is None:
+        pytest.skip("util-linux 'script' is needed to give the CLI a terminal")
+    out = subprocess.run(
+        [script, "-qec", command, "/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+@pytest.mark.parametrize("command", ["simulate", "sweep"])
+def test_long_runs_show_progress_on_a_terminal_only(command: str, tmp_path: Path) -> None:
+    """A 1M-path simulation used to print nothing for minutes (issue 11)."""
+    cli = f"{sys.executable} -m updog {command} {SEED_FUND} --runs 1000"
+    shown = _in_a_terminal(f"{cli} > {tmp_path / 'table.txt'}")
+    assert "simulating" in shown or "sweeping" in shown
+    quiet = _in_a_terminal(f"{cli} --format json > {tmp_path / 'out.json'}")
+    assert "simulating" not in quiet and "sweeping" not in quiet
+    assert json.loads((tmp_path / "out.json").read_text())
+    piped = subprocess.run([*cli.split()], capture_output=True, text=True, timeout=300, check=True)
+    assert "simulating" not in piped.stderr and "sweeping" not in piped.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,29 @@ def engine_errors() -> Iterator[None]:
     except (PlanError, EngineGuardError) as exc:
         kind = "the plan cannot be built" if isinstance(exc, PlanError) else "engine guard"
         raise click.ClickException(f"{kind}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, label: str, fmt: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr while the body runs; yields ``advance(done)``. Shown only when
+    stderr is a terminal and the output is not a JSON pipeline (``--format json`` with stdout
+    redirected), so scripts and CI logs stay clean."""
+    if not sys.stderr.isatty() or (fmt == "json" and not sys.stdout.isatty()):
+        yield lambda _done: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+    with Progress(
+        f"[bold]{label}",
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda done: progress.update(task, completed=done)
 
 
 def _usage(message: str) -> click.ClickException:
@@ -260,22 +283,10 @@ def simulate_command(
     """Print the Monte Carlo outcome distribution of FUND_FILE."""
     spec = read_fund_file(fund_file)
     run_on = _executor(executor, runs)
-    show_progress = runs > 100_000 and sys.stderr.isatty()
-    bar: Any = None
-    if show_progress:
-        bar = click.progressbar(length=runs, label="simulating", file=sys.stderr)
-        bar.__enter__()
-
-    def progress(done: int, _total: int) -> None:
-        if bar is not None:
-            bar.update(done - bar.pos)
-
-    try:
-        with engine_errors():
-            result = simulate(spec, runs, seed, executor=run_on, progress=progress).to_dict()
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    with engine_errors(), progress_bar(runs, "simulating", fmt) as advance:
+        result = simulate(
+            spec, runs, seed, executor=run_on, progress=lambda done, _: advance(done)
+        ).to_dict()
     if fmt == "json":
         click.echo(_json(result))
     else:
@@ -304,11 +315,12 @@ def simulate_command(
 )
 def sweep_command(fund_file: Path, runs: int, seed: int, fmt: str) -> None:
     """Median TVPI of FUND_FILE across reserve ratios 0.20..0.70 (same seed for each)."""
-    from updog.simulation.sweep import reserve_sweep
+    from updog.simulation.sweep import DEFAULT_RATIOS, reserve_sweep
 
     spec = read_fund_file(fund_file)
-    with engine_errors():
-        result = reserve_sweep(spec, runs, seed)
+    total = runs * len(DEFAULT_RATIOS)
+    with engine_errors(), progress_bar(total, "sweeping", fmt) as advance:
+        result = reserve_sweep(spec, runs, seed, progress=lambda done, _: advance(done))
     if fmt == "json":
         click.echo(_json(result))
         return

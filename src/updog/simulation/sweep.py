@@ -11,7 +11,7 @@ carries the standard errors of its median and mean.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,17 +39,27 @@ def reserve_sweep(
     ratios: Sequence[float] = DEFAULT_RATIOS,
     *,
     executor: Executor | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Simulate ``spec`` at each reserve ratio with the same seed.
 
     Returns ``{"runs", "seed", "points": [{"reserve_ratio", "tvpi_p50", "tvpi_p50_se",
     "tvpi_mean", "tvpi_mean_se", "net_irr_p50", "tvpi_below_1"}]}``. Raises ValueError for a
-    ratio outside 0..0.8 or the engine's errors."""
+    ratio outside 0..0.8 or the engine's errors. ``progress(done_paths, total_paths)`` is
+    called as blocks finish, across all ratios."""
     points = []
-    for ratio in ratios:
+    total = runs * len(ratios)
+    for i, ratio in enumerate(ratios):
         if not 0.0 <= ratio <= 0.8:
             raise ValueError(f"reserve ratio {ratio} outside 0..0.8")
-        result = simulate(with_reserve_ratio(spec, ratio), runs, seed, executor=executor)
+
+        def step(done: int, _runs: int, before: int = i * runs) -> None:
+            if progress is not None:
+                progress(before + done, total)
+
+        result = simulate(
+            with_reserve_ratio(spec, ratio), runs, seed, executor=executor, progress=step
+        )
         data = result.to_dict()
         tvpi = data["metrics"]["tvpi"]
         points.append(
