@@ -129,9 +129,11 @@ class Settings:
     db_pool_min_size: int = 1
     #: Most connections the pool opens (PostgreSQL's default max_connections is 100).
     db_pool_max_size: int = 10
-    #: Seconds a request waits for a free connection before failing (``PoolTimeout`` → 503).
-    #: Well above a healthy wait (milliseconds) and well below a client's patience.
-    db_pool_timeout: float = 5.0
+    #: Seconds a request waits for a free connection before failing (``PoolTimeout`` → 503
+    #: with ``Retry-After``). A healthy wait is milliseconds; a second of queueing means the
+    #: pool is saturated or the database is unreachable, and the caller is better served by
+    #: a quick 503 (and the ``pg`` breaker by a quick verdict) than by a request that hangs.
+    db_pool_timeout: float = 1.0
     #: Most requests queued for a connection; more are refused at once (503, counted in
     #: ``updog_db_pool_acquire_failures_total{reason="queue_full"}``; 0 = unbounded). 100
     #: waiters at ~5 ms each drain in well under the acquire timeout.
@@ -140,7 +142,8 @@ class Settings:
     db_pool_max_lifetime: float = 3600.0
     #: Seconds an idle connection above ``db_pool_min_size`` is kept.
     db_pool_max_idle: float = 600.0
-    #: Seconds allowed to establish one connection.
+    #: Seconds allowed to establish one connection (the pool connects in the background:
+    #: a request waits ``db_pool_timeout`` at most).
     db_connect_timeout: float = 5.0
     #: Server-side ``statement_timeout`` for pooled connections, milliseconds (0 = none).
     #: Set per connection at connect time, it overrides a per-role default; 0 leaves the

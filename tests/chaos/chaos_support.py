@@ -26,6 +26,7 @@ import httpx
 import psycopg
 from psycopg import conninfo
 
+from services_support import upstream_of, via_proxy
 from updog.resilience.chaos_proxy import ChaosProxy
 from updog.settings import Settings
 
@@ -47,24 +48,6 @@ CHAOS_SETTINGS: dict[str, Any] = {
 }
 
 SPEC = {"fund_size": 50_000_000, "vintage_year": 2025, "model_inputs_as_of": "2025-01-01"}
-
-
-def upstream_of(url: str) -> dict[str, Any]:
-    """Proxy constructor arguments reaching the server of libpq ``url``."""
-    params = conninfo.conninfo_to_dict(url)
-    host = str(params.get("host") or "127.0.0.1")
-    port = int(params.get("port") or 5432)
-    if host.startswith("/"):
-        return {"upstream_unix": str(Path(host) / f".s.PGSQL.{port}")}
-    return {"upstream_host": host, "upstream_port": port}
-
-
-def via_proxy(url: str, proxy: ChaosProxy) -> str:
-    """``url`` with its host and port replaced by the proxy's."""
-    params = conninfo.conninfo_to_dict(url)
-    params.update(host=proxy.listen_host, port=str(proxy.port))
-    params.pop("hostaddr", None)
-    return conninfo.make_conninfo(**params)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -316,3 +317,94 @@ def test_serve_reports_an_unloadable_app(tmp_path: Path) -> None:
         env={"UPDOG_DATA_DIR": str(tmp_path)},
     )
     assert result.exit_code == 1 and "cannot load the app factory" in result.output
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_serve_starts_without_its_database_and_turns_ready_when_it_answers(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    """With DATABASE_URL unreachable at start-up, serve used to exit ("cannot open the
+    database"): a crash loop under an orchestrator. It serves probes, then migrates and
+    turns ready once the database answers (issue 11)."""
+    from services_support import upstream_of, via_proxy
+    from updog.resilience.chaos_proxy import ChaosProxy
+
+    with ChaosProxy(**upstream_of(fresh_database_url)) as proxy:
+        proxy.down()  # the database "is not there yet"
+        url = via_proxy(fresh_database_url, proxy)
+        port = _free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "UPDOG_DATA_DIR": str(tmp_path),
+            "UPDOG_SECRET_KEY": "k" * 48,
+            "UPDOG_DB_CONNECT_TIMEOUT": "1",
+        }
+        proc = subprocess.Popen(
+            [_updog(), "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while _status_or_none(base + "/livez") != 200:
+                assert proc.poll() is None, proc.communicate()[1]
+                assert time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.2)
+            # The first request that needs the database gets its 503 within the (short,
+            # default, 1 s) pool acquire timeout: it used to hang 5 s, past this client's 3 s.
+            request = urllib.request.Request(
+                base + "/api/v1/auth/login",
+                data=json.dumps({"email": "gp@example.com", "password": "x" * 12}).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=3.0)
+            assert refused.value.code == 503
+            assert refused.value.headers["Retry-After"]
+            assert _status(base + "/readyz") == 503
+            assert _status(base + "/startupz") == 503
+            detail = _get_json_any(base + "/readyz")
+            assert detail["checks"]["database"]["status"] == "fail"
+
+            proxy.up()  # the database answers now
+            deadline = time.monotonic() + 90
+            while _status(base + "/readyz") != 200:
+                assert proc.poll() is None, proc.communicate()[1]
+                assert time.monotonic() < deadline, "serve never turned ready"
+                time.sleep(0.5)
+            assert _status(base + "/startupz") == 200
+            assert migrate.current(fresh_database_url) == migrate.head()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            assert "serving anyway" in err and "migrated" in err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+def _status_or_none(url: str) -> int | None:
+    try:
+        return _status(url)
+    except OSError:
+        return None
+
+
+def _get_json_any(url: str) -> Any:
+    try:
+        return _get_json(url)
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read())

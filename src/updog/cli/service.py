@@ -463,9 +463,11 @@ def serve(host: str | None, port: int | None, app_factory: str) -> None:
     Without DATABASE_URL it starts (or joins) the embedded PostgreSQL in the data folder,
     migrates it, serves, and stops it again on exit.
     """
+    import psycopg
     import uvicorn
+    from sqlalchemy.exc import OperationalError as MigrationConnectError
 
-    from updog.store.db import open_database
+    from updog.store.db import Database, open_database
 
     settings = _settings(host=host, port=port)
     factory = _load_factory(app_factory)
@@ -473,9 +475,25 @@ def serve(host: str | None, port: int | None, app_factory: str) -> None:
     click.echo(f"updog: opening the database ({where}) …", err=True)
     worker: tuple[threading.Thread, threading.Event] | None = None
     server: Any = None
+    migrator: tuple[threading.Thread, threading.Event] | None = None
     with _sigterm_as_interrupt():
         with _reported("cannot open the database"):
-            database = open_database(settings)
+            try:
+                database = open_database(settings)
+            except (psycopg.OperationalError, MigrationConnectError) as exc:
+                if not settings.database_url:
+                    raise
+                # An orchestrator would restart a process that exits into a crash loop:
+                # serve probes (/livez 200; /startupz and /readyz 503 saying why) and migrate
+                # once the database answers.
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "error"
+                click.echo(
+                    f"updog: the database does not answer ({first_line}); serving anyway — "
+                    "/readyz stays 503 until it is reachable and migrated",
+                    err=True,
+                )
+                database = Database.from_settings(settings, settings.database_url)
+                migrator = _migrate_in_background(settings.database_url)
         try:
             app = factory(settings, database)
             grace = settings.shutdown_grace_period
@@ -519,6 +537,9 @@ def serve(host: str | None, port: int | None, app_factory: str) -> None:
                         "(address in use?)"
                     ) from None
         finally:
+            if migrator is not None:
+                migrator[1].set()
+                migrator[0].join(5)
             started = getattr(server, "drain_started", None) or time.monotonic()
             if worker is not None:
                 worker[1].set()  # the running job (if any) is released for retry
@@ -528,6 +549,25 @@ def serve(host: str | None, port: int | None, app_factory: str) -> None:
             click.echo("updog: stopped.", err=True)
     if not server.started:
         raise click.ClickException("the server did not start (see the log above)")
+
+
+def _migrate_in_background(url: str) -> tuple[threading.Thread, threading.Event]:
+    """Apply the migrations from a thread as soon as the database answers (with back-off);
+    the returned event stops it."""
+    from updog.store.migrate import upgrade_when_reachable
+
+    stop = threading.Event()
+
+    def report(exc: BaseException, wait: float) -> None:
+        click.echo(f"updog: database still unreachable; next try in {wait:.0f} s", err=True)
+
+    def run() -> None:
+        if upgrade_when_reachable(url, stop, on_retry=report):
+            click.echo("updog: the database answers and is migrated.", err=True)
+
+    thread = threading.Thread(target=run, name="updog-migrate", daemon=True)
+    thread.start()
+    return thread, stop
 
 
 def _start_inprocess_worker(

@@ -342,7 +342,8 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Database:
     """Resolve the database (see :func:`resolve_database_url`), apply the migrations (under
     an advisory lock, so concurrent starts are safe) and return a pooled :class:`Database`.
 
-    Raises ``psycopg.OperationalError`` when the server cannot be reached and
+    Raises ``sqlalchemy.exc.OperationalError`` (wrapping ``psycopg.OperationalError``, from
+    the migration step) or ``psycopg.OperationalError`` when the server cannot be reached and
     ``EmbeddedPostgresError`` when the embedded server cannot start.
     """
     from updog.store import migrate as migrations

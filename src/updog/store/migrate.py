@@ -18,7 +18,8 @@ Developers add a revision (numbered ids: ``0002``, ``0003`` …) with::
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,32 @@ def upgrade(url: str, revision: str = "head") -> None:
     """
     with _connect(url, lock=True) as conn:
         command.upgrade(config(conn), revision)
+
+
+def upgrade_when_reachable(
+    url: str,
+    stop: threading.Event,
+    *,
+    on_retry: Callable[[BaseException, float], None] | None = None,
+    first_wait: float = 1.0,
+    max_wait: float = 30.0,
+) -> bool:
+    """Apply the migrations as soon as the database answers: retry with exponential back-off
+    (``first_wait`` doubling up to ``max_wait`` seconds) until it works (True) or ``stop`` is
+    set (False). ``on_retry(error, wait)`` is told of each failed attempt. For ``updog serve``
+    started while its database is down: the process serves probes meanwhile."""
+    wait = first_wait
+    while not stop.is_set():
+        try:
+            upgrade(url)
+            return True
+        except Exception as exc:  # unreachable, refused, in recovery: all worth a retry
+            if on_retry is not None:
+                on_retry(exc, wait)
+            if stop.wait(wait):
+                break
+            wait = min(max_wait, wait * 2)
+    return False
 
 
 def downgrade(url: str, revision: str) -> None:
