@@ -385,8 +385,12 @@ def _uvicorn_server_class() -> type[Any]:
         The first signal *drains* (:meth:`begin_drain`): the app's lifecycle fails ``/readyz``
         and answers new requests 503 + ``Connection: close`` at once, the shutdown hooks end
         event streams and release the running job, and only once the requests in flight have
-        finished (or ``drain_timeout`` passed) is uvicorn told to stop — closing the listener
-        and idle connections. A second signal stops without waiting for the drain.
+        finished *and* every connection has closed (each keep-alive client got its 503 +
+        ``Connection: close``, or sat idle past uvicorn's keep-alive timeout) — or
+        ``drain_timeout`` passed — is uvicorn told to stop, closing the listener. So no
+        request that reached the server goes unanswered: uvicorn alone closes idle
+        keep-alive connections at once on exit, racing requests already on the wire. A
+        second signal stops without waiting for the drain.
         """
 
         signals_received: list[int]
@@ -396,6 +400,10 @@ def _uvicorn_server_class() -> type[Any]:
         drain_timeout: float = 25.0
         #: ``time.monotonic()`` of the first signal (None: not draining).
         drain_started: float | None = None
+
+        def open_connections(self) -> int:
+            """HTTP connections open right now (idle keep-alive ones included)."""
+            return len(self.server_state.connections)
 
         def begin_drain(self) -> None:
             """Start draining (idempotent); uvicorn is stopped when the drain is over."""
@@ -409,8 +417,18 @@ def _uvicorn_server_class() -> type[Any]:
                 hook()  # e.g. end event streams, release running jobs
 
             def wait_then_stop() -> None:
-                if lifecycle is not None:
-                    lifecycle.wait_idle(self.drain_timeout)
+                deadline = time.monotonic() + self.drain_timeout
+                while time.monotonic() < deadline:
+                    left = deadline - time.monotonic()
+                    if lifecycle is not None and not lifecycle.wait_idle(left):
+                        break
+                    if not self.open_connections():
+                        break
+                    # Keep-alive connections still open: their next request is answered
+                    # 503 + Connection: close (and the connection closed after it), or they
+                    # reach uvicorn's keep-alive timeout. Closing them now would race with a
+                    # request already on the wire — a client would see no response.
+                    time.sleep(0.05)
                 self.should_exit = True
 
             threading.Thread(target=wait_then_stop, name="updog-drain", daemon=True).start()

@@ -12,8 +12,9 @@ The stream (``text/event-stream``, WHATWG HTML §9.2) polls the simulation row a
 
 It starts with ``retry: 2000`` so a browser ``EventSource`` reconnects after a dropped
 connection. The stream also ends when the server begins shutting down (the :func:`shutdown_flag`
-of the app is set, as ``updog serve`` does on SIGTERM/SIGINT): an idle stream never holds up a
-graceful shutdown, and the client reconnects to another instance.
+of the app is set, as ``updog serve`` does on SIGTERM/SIGINT) with a final ``event: shutdown``
+and a short ``retry:``: an idle stream never holds up a graceful shutdown, and the client
+reconnects to another instance.
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from typing import Any
 
 from updog.store.repositories import SimulationRecord
 
-__all__ = ["FINISHED", "KEEPALIVE", "POLL_INTERVAL", "shutdown_flag", "simulation_events"]
+__all__ = [
+    "FINISHED",
+    "KEEPALIVE",
+    "POLL_INTERVAL",
+    "SHUTDOWN_RETRY_MS",
+    "shutdown_event",
+    "shutdown_flag",
+    "simulation_events",
+]
 
 #: Seconds between looks at the simulation row.
 POLL_INTERVAL = 0.5
@@ -35,6 +44,8 @@ POLL_INTERVAL = 0.5
 KEEPALIVE = 15.0
 #: Statuses after which nothing changes any more.
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+#: Milliseconds an ``EventSource`` waits before reconnecting after a shutdown.
+SHUTDOWN_RETRY_MS = 1000
 #: Attribute of ``app.state`` holding the shutdown flag.
 _STATE_ATTR = "updog_shutting_down"
 
@@ -57,6 +68,14 @@ def format_event(event: str | None, data: dict[str, Any] | None = None) -> bytes
         return b": keep-alive\n\n"
     text = json.dumps(data, separators=(",", ":"), allow_nan=False)
     return f"event: {event}\ndata: {text}\n\n".encode()
+
+
+def shutdown_event(state: dict[str, Any]) -> bytes:
+    """The last message of a stream whose server is shutting down: ``event: shutdown`` with
+    the simulation's state, and a ``retry:`` of :data:`SHUTDOWN_RETRY_MS` so an
+    ``EventSource`` reconnects (to another instance) soon (WHATWG HTML §9.2, server-sent
+    events: ``retry`` sets the reconnection time in milliseconds)."""
+    return f"retry: {SHUTDOWN_RETRY_MS}\n".encode() + format_event("shutdown", state)
 
 
 def _state(sim: SimulationRecord) -> dict[str, Any]:
@@ -89,12 +108,11 @@ async def simulation_events(
             yield format_event(None)
             quiet_since = time.monotonic()
         waited = 0.0
-        while waited < poll_interval:
-            if shutting_down.is_set():
-                return
+        while waited < poll_interval and not shutting_down.is_set():
             step = min(0.1, poll_interval - waited)
             await asyncio.sleep(step)
             waited += step
         if shutting_down.is_set():
+            yield shutdown_event(state)
             return
         sim = await fetch()
