@@ -27,7 +27,7 @@ from chaos_support import (
     stack_on,
 )
 
-pytestmark = pytest.mark.db
+pytestmark = [pytest.mark.db, pytest.mark.chaos]
 
 #: No request may take longer than this (seconds): the bound that separates "slow" from "hung".
 NO_HANG = CHAOS_SETTINGS["db_operation_timeout"] + CHAOS_SETTINGS["db_pool_timeout"] * 3 + 10

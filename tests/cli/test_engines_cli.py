@@ -190,6 +190,7 @@ def _in_a_terminal(command: str) -> str:
     return out.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["simulate", "sweep"])
 def test_long_runs_show_progress_on_a_terminal_only(command: str, tmp_path: Path) -> None:
     """A 1M-path simulation used to print nothing for minutes (issue 11)."""

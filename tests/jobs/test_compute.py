@@ -16,6 +16,7 @@ from updog.simulation import BLOCK_SIZE, simulate
 LIMITS = Limits(time_seconds=120, memory_bytes=2**30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["local", "process"])
 def test_executors_give_the_single_process_bytes(kind: str) -> None:
     runs, seed = 3 * BLOCK_SIZE + 10, 8

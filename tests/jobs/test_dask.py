@@ -100,6 +100,7 @@ def dask_scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _stop(procs)
 
 
+@pytest.mark.slow
 def test_dask_cluster_result_is_byte_identical(dask_scheduler: str) -> None:
     from distributed import Client, get_task_stream
 
@@ -117,6 +118,7 @@ def test_dask_cluster_result_is_byte_identical(dask_scheduler: str) -> None:
     assert chunked.to_json() == expected
 
 
+@pytest.mark.slow
 @pytest.mark.db
 def test_job_worker_on_dask(
     dask_scheduler: str, jobs_live: LiveServer, api: httpx.Client, fund_id: str

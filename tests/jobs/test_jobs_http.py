@@ -25,7 +25,7 @@ from updog.jobs import queue
 from updog.model.validation import load_spec
 from updog.simulation import simulate
 
-pytestmark = pytest.mark.db
+pytestmark = [pytest.mark.db, pytest.mark.slow]
 
 
 def reference_json(runs: int, seed: int) -> str:

@@ -354,6 +354,7 @@ def test_a_large_end_of_term_share_is_warned_about() -> None:
 # -- the market factor ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_large_diversified_fund_keeps_a_chance_of_losing_money() -> None:
     """Without the market factor a 200-company fund almost never returns less than its cost;
     the calibrated default keeps the vintage risk diversification cannot remove."""
@@ -466,6 +467,7 @@ def test_a_path_that_invests_nothing_has_a_gross_multiple_of_zero() -> None:
     assert result["metrics"]["gross_multiple"]["p1"] >= 0.0
 
 
+@pytest.mark.slow
 def test_the_sizing_does_not_trip_the_company_limit_on_trial_counts() -> None:
     """Bisection tries larger initial capital than the final plan; only the plan itself must
     respect the limit (a 1.3e9 seed fund plans about 750 companies)."""

@@ -245,6 +245,7 @@ spec_strategy = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec_strategy)
 def test_invariants_hold_for_random_funds(p: dict[str, Any]) -> None:

@@ -295,6 +295,7 @@ def two_processes(database_url: str, redis_url: str, prefix: str, db: Any) -> It
                 proc.kill()
 
 
+@pytest.mark.slow
 def test_two_server_processes_share_one_redis_count(
     two_processes: list[str], account: Account
 ) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from services_support import unavailable
 
-pytestmark = [pytest.mark.db, pytest.mark.redis]
+pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.chaos]
 
 #: Seconds the breaker stays open in this test (the setting under test).
 WAIT = 2.0

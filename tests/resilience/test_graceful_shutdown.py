@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-pytestmark = pytest.mark.db
+pytestmark = [pytest.mark.db, pytest.mark.chaos]
 
 HERE = Path(__file__).parent
 GRACE = 12.0

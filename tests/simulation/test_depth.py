@@ -30,6 +30,7 @@ def _roughness(values: list[float]) -> float:
     return float(np.sum(np.diff(values, n=2) ** 2))
 
 
+@pytest.mark.slow
 def test_common_random_numbers_make_the_sweep_smooth() -> None:
     spec = load_yaml(SEED_FUND)
     ratios = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55)
@@ -66,6 +67,7 @@ def test_a_company_keeps_its_fate_when_the_portfolio_changes() -> None:
         assert np.array_equal(few[:, c, :], many[:, many_keys.index(key), :])
 
 
+@pytest.mark.slow
 def test_slicing_a_block_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = _with_market(load_yaml(SEED_FUND), 0.4)
     whole = simulate(spec, 1500, 21).to_json()

@@ -35,6 +35,7 @@ def test_same_seed_same_bytes_and_different_seed_differs(seed_fund: FundSpec) ->
     assert a != c
 
 
+@pytest.mark.slow
 def test_result_is_independent_of_chunking_and_executor(seed_fund: FundSpec) -> None:
     runs = 2 * BLOCK_SIZE + 500  # two full blocks and a partial one
     reference = simulate(seed_fund, runs, 5).to_json()

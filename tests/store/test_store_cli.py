@@ -217,6 +217,7 @@ def _updog() -> str:
     return exe
 
 
+@pytest.mark.slow
 def test_real_processes_create_a_user_and_a_token(
     db: Any, database_url: str, tmp_path: Path
 ) -> None:
@@ -256,6 +257,7 @@ def _get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_on_the_embedded_database_shares_it_and_stops_cleanly(stop_signal: int) -> None:
     """``updog serve`` with no DATABASE_URL starts the embedded server; ``users create`` in
@@ -327,6 +329,7 @@ def _status(url: str) -> int:
         return int(exc.code)
 
 
+@pytest.mark.chaos
 def test_serve_starts_without_its_database_and_turns_ready_when_it_answers(
     fresh_database_url: str, tmp_path: Path
 ) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from updog.store import embedded
 
-pytestmark = pytest.mark.db
+pytestmark = [pytest.mark.db, pytest.mark.slow]
 
 
 @pytest.fixture

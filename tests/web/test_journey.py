@@ -17,7 +17,7 @@ from web_support import CspWatch, create_user
 
 from updog.store import repositories as repo
 
-pytestmark = [pytest.mark.db, pytest.mark.slow]
+pytestmark = [pytest.mark.db, pytest.mark.browser]
 
 
 def _stored_spec(web: Any, org_id: Any) -> dict[str, Any]:

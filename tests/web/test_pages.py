@@ -20,7 +20,7 @@ from web_support import WIDTHS, CspWatch, check_axe, check_screenshot, create_us
 from updog.model.validation import validate_publish
 from updog.store import repositories as repo
 
-pytestmark = [pytest.mark.db, pytest.mark.slow]
+pytestmark = [pytest.mark.db, pytest.mark.browser]
 
 FUND = json.loads((Path(__file__).parent / "fund.json").read_text())
 
