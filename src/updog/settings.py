@@ -249,8 +249,20 @@ class Settings:
     #: data in it; set it, or keep ``/metrics`` off the public route, when the instance is
     #: reachable from elsewhere).
     metrics_token: str | None = field(default=None, repr=False)
-    #: Shed new requests while the event loop lagged more than this recently (ms; 0 = off).
+    #: Event-loop lag is sustained pressure once the p90 of the lag samples of the last
+    #: ``shed_lag_window_seconds`` is above this (ms; 0 = lag is not judged). Pressure sheds
+    #: only above ``shed_in_flight_floor`` (see :mod:`updog.protection.shedding`).
     shed_loop_lag_ms: int = 500
+    #: The lag judgement ends only when that p90 falls below this (ms; below
+    #: ``shed_loop_lag_ms``: the hysteresis that keeps it from flickering at the threshold).
+    shed_loop_lag_exit_ms: int = 250
+    #: Seconds of lag samples judged. Sustained means at least one sample in ten of this
+    #: window was late; one stall is one sample, so a single slow call never counts.
+    shed_lag_window_seconds: float = 5.0
+    #: Pressure (lag, pool waiters, memory) sheds only while more requests than this are in
+    #: flight: refusing the only few users of an instance relieves nothing, so one person on a
+    #: busy machine is always served.
+    shed_in_flight_floor: int = 8
     #: Shed while more requests than this are in flight in this process (0 = off).
     shed_max_in_flight: int = 256
     #: Shed while more requests than this wait for a database connection (0 = off).
@@ -361,12 +373,22 @@ class Settings:
             raise SettingsError(f"faults: {exc}") from None
         for name in (
             "shed_loop_lag_ms",
+            "shed_loop_lag_exit_ms",
+            "shed_in_flight_floor",
             "shed_max_in_flight",
             "shed_max_db_waiters",
             "shed_max_rss_mb",
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must be ≥ 0 (0 = off), got {getattr(self, name)}")
+        if self.shed_loop_lag_ms and self.shed_loop_lag_exit_ms >= self.shed_loop_lag_ms:
+            raise SettingsError(
+                f"shed_loop_lag_exit_ms ({self.shed_loop_lag_exit_ms}) must be below "
+                f"shed_loop_lag_ms ({self.shed_loop_lag_ms})"
+            )
+        window = self.shed_lag_window_seconds
+        if not (math.isfinite(window) and window > 0):
+            raise SettingsError(f"shed_lag_window_seconds must be > 0, got {window}")
         if self.shed_retry_after < 1:
             raise SettingsError(f"shed_retry_after must be ≥ 1, got {self.shed_retry_after}")
         if self.idempotency_ttl < 60:
@@ -526,6 +548,9 @@ _ENV_NAMES: dict[str, str] = {
     "redis_key_prefix": "UPDOG_REDIS_KEY_PREFIX",
     "redis_timeout": "UPDOG_REDIS_TIMEOUT",
     "shed_loop_lag_ms": "UPDOG_SHED_LOOP_LAG_MS",
+    "shed_loop_lag_exit_ms": "UPDOG_SHED_LOOP_LAG_EXIT_MS",
+    "shed_lag_window_seconds": "UPDOG_SHED_LAG_WINDOW_SECONDS",
+    "shed_in_flight_floor": "UPDOG_SHED_IN_FLIGHT_FLOOR",
     "shed_max_in_flight": "UPDOG_SHED_MAX_IN_FLIGHT",
     "shed_max_db_waiters": "UPDOG_SHED_MAX_DB_WAITERS",
     "shed_max_rss_mb": "UPDOG_SHED_MAX_RSS_MB",
