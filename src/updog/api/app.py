@@ -32,6 +32,7 @@ from updog.protection.shedding import LoadSheddingMiddleware
 from updog.resilience.lifecycle import DrainMiddleware, Lifecycle
 from updog.resilience.wiring import install_resilience
 from updog.settings import Settings, parse_networks
+from updog.web.problem_pages import ProblemPagesMiddleware
 
 OPENAPI_URL = f"{API_PREFIX}/openapi.json"
 
@@ -73,8 +74,10 @@ def create_app(
     #      shared between identical concurrent callers.
     # Starlette's ServerErrorMiddleware wraps all of these (it turns an unhandled exception
     # into our problem+json 500) and ExceptionMiddleware sits below them (the other problem
-    # handlers). SecurityHeaders wraps even ServerErrorMiddleware (see below), so every
-    # response — a 500 included — carries them.
+    # handlers). Two layers wrap even ServerErrorMiddleware (see below): SecurityHeaders,
+    # outermost, so every response — a 500 included — carries them; inside it ProblemPages,
+    # which turns every problem+json above (handlers, 404s, 429s, 503s, the 500) into an HTML
+    # page for a browser that asks for HTML, and gets the UI's CSP on its way out.
     registry = metrics.registry
     # Bearer token → identity, a few seconds (settings.auth_cache_seconds): shared by the
     # rate-limit keys and authentication, so a request pays at most one lookup, usually none.
@@ -129,7 +132,7 @@ def create_app(
     app.state.pressure = shedding.get("monitor")  # load signals for /readyz (None: off)
     app.state.account_limiter = accounts
     install_resilience(app, database, registry, lifecycle)  # breakers, lifecycle, DB metrics
-    _wrap_in_security_headers(app, settings)
+    _wrap_outermost(app, settings)
 
     install_problem_handlers(app)
     app.include_router(health.router)
@@ -148,15 +151,16 @@ def create_app(
     return app
 
 
-def _wrap_in_security_headers(app: FastAPI, settings: Settings) -> None:
-    """Make :class:`SecurityHeadersMiddleware` the outermost layer, outside Starlette's
-    ServerErrorMiddleware (which ``middleware=`` cannot reach), so that even the 500 of an
-    unhandled exception carries the security headers."""
+def _wrap_outermost(app: FastAPI, settings: Settings) -> None:
+    """Make :class:`SecurityHeadersMiddleware` the outermost layer and
+    :class:`ProblemPagesMiddleware` the next, outside Starlette's ServerErrorMiddleware (which
+    ``middleware=`` cannot reach), so that even the 500 of an unhandled exception carries the
+    security headers and is a page for a browser."""
     build = app.build_middleware_stack
     trusted = parse_networks(settings.trusted_proxies)
 
     def build_middleware_stack() -> Any:
-        return SecurityHeadersMiddleware(build(), trusted_proxies=trusted)
+        return SecurityHeadersMiddleware(ProblemPagesMiddleware(build()), trusted_proxies=trusted)
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 
