@@ -37,6 +37,7 @@ def test_a_single_user_is_never_shed_on_a_lagging_loop(serve_app: Any, account: 
     assert snapshot["pressure"] == ["event_loop_lag"] and not snapshot["overloaded"]
 
 
+@pytest.mark.slow
 def test_sustained_lag_with_concurrency_sheds_then_recovers(
     serve_app: Any, account: Account
 ) -> None:
