@@ -173,3 +173,20 @@ def test_slow_query_log_redacts(database_url: str, caplog: Any) -> None:
     assert 'updog_db_slow_queries_total{statement="select"} 1.0' in text
     assert "updog_db_pool_connections" in text and "updog_db_pool_acquire_seconds" in text
     assert "ada@example.com" not in caplog.text
+
+
+def test_each_redis_server_has_its_own_breaker() -> None:
+    """One process's registry judges each Redis on its own: an unreachable Redis (one app's
+    setting) must not short-circuit the calls another app makes to a healthy one — it did
+    when every caller shared one breaker named ``redis``."""
+    from updog.resilience.redis import redis_breaker, redis_breaker_name
+
+    registry = BreakerRegistry()
+    down = redis_breaker(registry, "redis://127.0.0.1:1/0", timeout=0.1, wait=5)
+    up = redis_breaker(registry, "redis://127.0.0.1:6379/0", timeout=0.1, wait=5)
+    assert down is not up
+    assert redis_breaker(registry, "redis://127.0.0.1:6379/3", timeout=0.1, wait=5) is up
+    assert redis_breaker_name("redis://cache.internal/0") == "redis:cache.internal:6379"
+    assert redis_breaker_name("unix:///run/redis.sock") == "redis:/run/redis.sock"
+    down.transition_to_open()
+    assert up.state is State.CLOSED

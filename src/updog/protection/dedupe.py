@@ -115,6 +115,7 @@ class SingleFlightMiddleware:
             redis = redis_client(settings.redis_url, settings.redis_timeout)
             breaker = redis_breaker(
                 breakers_of(database),
+                settings.redis_url,
                 timeout=settings.redis_timeout,
                 wait=settings.redis_breaker_wait_seconds,
             )

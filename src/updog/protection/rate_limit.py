@@ -236,6 +236,7 @@ class GuardedWindows:
         breaker = (
             redis_breaker(
                 breakers_of(database),
+                settings.redis_url,
                 timeout=settings.redis_timeout,
                 wait=settings.redis_breaker_wait_seconds,
             )

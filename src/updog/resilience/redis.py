@@ -1,8 +1,9 @@
 """The ``redis`` breaker: how the protection layer (rate-limit windows, single-flight) judges
 Redis, so that an outage costs a bounded time and recovery is automatic.
 
-Every Redis call of :mod:`updog.protection` runs under this breaker (one shared instance from
-the registry, ``/readyz`` shows its state as a ``warn``). While it is OPEN the callers apply
+Every Redis call of :mod:`updog.protection` runs under this breaker (one shared instance per
+Redis server in the registry, named ``redis:<host>:<port>``; ``/readyz`` shows its state as a
+``warn``). While it is OPEN the callers apply
 their documented fallback at once (the ``api`` limit fails open, ``auth`` and ``simulation``
 fail closed with ``Retry-After`` = the remaining wait, single-flight stays within the
 process); after ``redis_breaker_wait_seconds`` one trial call goes to Redis, and if it
@@ -17,12 +18,21 @@ so a hanging Redis costs one timeout, not a stuck request).
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from updog.resilience.breaker import BreakerConfig, BreakerRegistry, CircuitBreaker
 
-__all__ = ["REDIS_BREAKER", "redis_breaker", "redis_breaker_config"]
+__all__ = ["redis_breaker", "redis_breaker_config", "redis_breaker_name"]
 
-#: Name of the Redis breaker in the registry.
-REDIS_BREAKER = "redis"
+
+def redis_breaker_name(url: str) -> str:
+    """The registry name of the breaker judging the Redis at ``url``: ``redis:<host>:<port>``
+    (as ``http:<host>`` names an HTTP dependency) — one breaker per server, so one Redis's
+    outage never short-circuits calls to another."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"redis:{parts.path}"
+    return f"redis:{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
 
 def redis_breaker_config(*, timeout: float, wait: float) -> BreakerConfig:
@@ -39,6 +49,9 @@ def redis_breaker_config(*, timeout: float, wait: float) -> BreakerConfig:
     )
 
 
-def redis_breaker(registry: BreakerRegistry, *, timeout: float, wait: float) -> CircuitBreaker:
-    """The registry's shared ``redis`` breaker (created with :func:`redis_breaker_config`)."""
-    return registry.get(REDIS_BREAKER, redis_breaker_config(timeout=timeout, wait=wait))
+def redis_breaker(
+    registry: BreakerRegistry, url: str, *, timeout: float, wait: float
+) -> CircuitBreaker:
+    """The registry's breaker for the Redis at ``url`` (named by :func:`redis_breaker_name`,
+    created with :func:`redis_breaker_config`), shared by every caller of that server."""
+    return registry.get(redis_breaker_name(url), redis_breaker_config(timeout=timeout, wait=wait))
