@@ -162,6 +162,42 @@ def test_every_listed_command_loads_under_its_name() -> None:
         assert command is not None and command.name == name
 
 
+def _commands(group: click.Group, ctx: click.Context) -> list[tuple[str, click.Command]]:
+    """Every command under ``group`` as (``"updog users create"``-style path, command)."""
+    found: list[tuple[str, click.Command]] = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
+        path = f"{ctx.command_path} {name}"
+        found.append((path, command))
+        if isinstance(command, click.Group):
+            found += _commands(command, click.Context(command, info_name=name, parent=ctx))
+    return found
+
+
+def test_no_help_text_shows_rst_markup() -> None:
+    """``updog tokens --help`` showed Sphinx markup (````updog tokens create````, ``:class:``)
+    from the docstrings (issue 11, item 14): help is plain text."""
+    root = click.Context(main, info_name="updog")
+    commands = _commands(main, root)
+    assert len(commands) > 10
+    for path, _command in commands:
+        shown = CliRunner().invoke(main, [*path.split()[1:], "--help"])
+        assert shown.exit_code == 0, (path, shown.output)
+        assert not re.search(r"``|:(class|func|meth|data|mod|attr):`", shown.output), (
+            path,
+            shown.output,
+        )
+
+
+def test_the_readme_names_every_command() -> None:
+    """``updog sweep`` was missing from the README (issue 11, item 14)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    root = click.Context(main, info_name="updog")
+    missing = [path for path, _ in _commands(main, root) if path not in readme]
+    assert missing == []
+
+
 def test_help_imports_none_of_the_heavy_libraries() -> None:
     """``updog --help`` took 5–8 s when it imported scipy, matplotlib and Dask at start-up."""
     code = (
