@@ -47,13 +47,13 @@ def test_round_trip(client: httpx.Client) -> None:
 
     pub = client.post(f"/api/v1/funds/{fid}/publish", headers={"If-Match": etag2})
     assert pub.status_code == 200, pub.text
-    assert pub.json()["published_version"] == 2
+    assert (pub.json()["published_version"], pub.json()["published_revision"]) == (1, 2)
     assert isinstance(pub.json()["warnings"], list)
 
     fc = client.get(f"/api/v1/funds/{fid}/forecast")
     assert fc.status_code == 200, fc.text
     body = fc.json()
-    assert body["cached"] is False and body["version"] == 2 and body["kind"] == "published"
+    assert body["cached"] is False and body["revision"] == 2 and body["kind"] == "published"
     assert body["provenance"]["spec_hash"] and body["provenance"]["engine_version"]
     assert {"summary", "quarters"} <= set(body["result"])
     again = client.get(f"/api/v1/funds/{fid}/forecast").json()
@@ -75,6 +75,43 @@ def test_round_trip(client: httpx.Client) -> None:
     drawn = client.post(f"/api/v1/funds/{fid}/simulations", json={"runs": 100})
     assert drawn.status_code == 201, drawn.text
     assert isinstance(drawn.json()["seed"], int)
+
+
+def test_revisions_and_published_versions_are_counted_apart(client: httpx.Client) -> None:
+    """Issue 11, item 13: every draft save is a revision; publishing counts on its own, so
+    the first publication is version 1 however many saves came before. ``version`` stays
+    the draft revision for v1 clients."""
+    r = create(client, {**VALID_SPEC, "fund_size": 10_000_000})
+    fid, etag = r.json()["id"], r.headers["etag"]
+    for size in (20_000_000, 30_000_000, 40_000_000):
+        r = client.put(
+            f"/api/v1/funds/{fid}/draft",
+            json={**VALID_SPEC, "fund_size": size},
+            headers={"If-Match": etag},
+        )
+        assert r.status_code == 200, r.text
+        etag = r.headers["etag"]
+    fund = r.json()
+    assert (fund["draft_revision"], fund["version"], fund["published_version"]) == (4, 4, None)
+
+    pub = client.post(f"/api/v1/funds/{fid}/publish").json()
+    assert (pub["published_version"], pub["published_revision"]) == (1, 4)
+    assert (pub["draft_revision"], pub["version"]) == (4, 4)
+    fc = client.get(f"/api/v1/funds/{fid}/forecast").json()
+    assert (fc["published_version"], fc["revision"], fc["version"]) == (1, 4, 4)
+    assert fc["provenance"]["spec_version"] == 4
+    sim = client.post(f"/api/v1/funds/{fid}/simulations", json={"runs": 100, "seed": 1}).json()
+    assert (sim["published_version"], sim["revision"], sim["kind"]) == (1, 4, "published")
+
+    r = client.put(f"/api/v1/funds/{fid}/draft", json=VALID_SPEC, headers={"If-Match": pub["etag"]})
+    assert (r.json()["draft_revision"], r.json()["published_version"]) == (5, 1)
+    preview = client.get(f"/api/v1/funds/{fid}/forecast", params={"version": "draft"}).json()
+    assert (preview["revision"], preview["published_version"]) == (5, None)
+    again = client.post(f"/api/v1/funds/{fid}/publish").json()
+    assert (again["published_version"], again["published_revision"]) == (2, 5)
+    listed = {f["id"]: f for f in client.get("/api/v1/funds").json()["items"]}[fid]
+    assert (listed["published_version"], listed["published_revision"]) == (2, 5)
+    assert listed["draft_revision"] == listed["version"] == 5
 
 
 def test_draft_preview_forecast(client: httpx.Client) -> None:

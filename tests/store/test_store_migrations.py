@@ -70,7 +70,7 @@ def _populate(url: str) -> None:
             repo.create_token(conn, user.id, "ci")
             repo.create_session(conn, user.id)
             fund = repo.create_fund(conn, org.id, user.id, "Fund I", {"name": "Fund I"})
-            fund = repo.publish(conn, org.id, fund.id, fund.draft_version)
+            fund = repo.publish(conn, org.id, fund.id, fund.draft_revision)
             version = repo.get_spec(conn, org.id, fund.id)
             assert version is not None
             repo.save_forecast(conn, version.id, "0.1.0", version.spec_hash, {"tvpi": 2.0})
@@ -161,3 +161,81 @@ def test_schema_is_current_on_a_connection(fresh_database_url: str) -> None:
     migrate.downgrade(fresh_database_url, "base")
     with psycopg.connect(fresh_database_url) as conn:
         assert not migrate.schema_is_current(conn)
+
+
+def test_0002_numbers_existing_publications_per_fund(fresh_database_url: str) -> None:
+    """Issue 11, item 13: a database whose funds were published at draft revisions 3 and 6
+    (and another's at 2) gets published versions 1, 2 (and 1); a simulation of a published
+    revision records its number; the downgrade restores 0001's data exactly."""
+    url = fresh_database_url
+    migrate.upgrade(url, "0001")
+    with psycopg.connect(url) as conn:
+        org = conn.execute("INSERT INTO organisations (name) VALUES ('Old') RETURNING id")
+        org_id = org.fetchone()[0]  # type: ignore[index]
+        funds = {}
+        for name, revisions, published in (("A", 7, (3, 6)), ("B", 2, (2,))):
+            row = conn.execute(
+                "INSERT INTO funds (org_id, name, draft_version) VALUES (%s, %s, %s) RETURNING id",
+                (org_id, name, revisions),
+            ).fetchone()
+            assert row is not None
+            funds[name] = row[0]
+            for revision in range(1, revisions + 1):
+                kind = "published" if revision in published else "draft"
+                conn.execute(
+                    "INSERT INTO fund_versions (fund_id, version, kind, spec, spec_hash, "
+                    "published_at) VALUES (%s, %s, %s, '{}', repeat('0', 64), "
+                    "CASE WHEN %s = 'published' THEN now() END)",
+                    (row[0], revision, kind, kind),
+                )
+            conn.execute(
+                "UPDATE funds SET published_version = %s WHERE id = %s", (published[-1], row[0])
+            )
+        conn.execute(
+            "INSERT INTO simulations (org_id, fund_id, fund_version_id, runs, seed, params, "
+            "engine_version, spec_hash) SELECT %s, fund_id, id, 100, 1, "
+            "jsonb_build_object('version', version, 'kind', kind), '0.1.0', spec_hash "
+            "FROM fund_versions WHERE fund_id = %s AND version IN (5, 6)",
+            (org_id, funds["A"]),
+        )
+        before = conn.execute("SELECT * FROM fund_versions ORDER BY fund_id, version").fetchall()
+
+    migrate.upgrade(url, "0002")
+    database = Database(url, min_size=0, max_size=1)
+    try:
+        with database.connection() as conn:
+            a = repo.get_fund(conn, org_id, funds["A"])
+            b = repo.get_fund(conn, org_id, funds["B"])
+            assert a is not None and b is not None
+            assert (a.draft_revision, a.published_version, a.published_revision) == (7, 2, 6)
+            assert (b.draft_revision, b.published_version, b.published_revision) == (2, 1, 2)
+            numbers = conn.execute(
+                "SELECT version, publication_number FROM fund_versions "
+                "WHERE fund_id = %s ORDER BY version",
+                (funds["A"],),
+            ).fetchall()
+            published_numbers = {r["version"]: r["publication_number"] for r in numbers}
+            assert published_numbers == {1: None, 2: None, 3: 1, 4: None, 5: None, 6: 2, 7: None}
+            params = conn.execute(
+                "SELECT params FROM simulations ORDER BY params ->> 'version'"
+            ).fetchall()
+            assert [p["params"] for p in params] == [
+                {"version": 5, "kind": "draft"},
+                {"version": 6, "kind": "published", "published_version": 2},
+            ]
+            # The next publication of A is its version 3, whatever its revision.
+            published = repo.publish(conn, org_id, funds["A"], 7)
+            assert (published.published_version, published.published_revision) == (3, 7)
+    finally:
+        database.close()
+
+    migrate.downgrade(url, "0001")
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "UPDATE fund_versions SET kind = 'draft', published_at = NULL WHERE version = 7"
+        )
+        conn.execute("UPDATE funds SET published_version = 6 WHERE id = %s", (funds["A"],))
+        after = conn.execute("SELECT * FROM fund_versions ORDER BY fund_id, version").fetchall()
+        assert after == before
+        params = conn.execute("SELECT params FROM simulations").fetchall()
+        assert all("published_version" not in p[0] for p in params)

@@ -154,34 +154,38 @@ def test_fund_lifecycle_and_versions(db: Any, org_user: tuple[Any, Any]) -> None
     org, user = org_user
     with db.connection() as conn:
         fund = repo.create_fund(conn, org.id, user.id, "Seed I", {"name": "Seed I"})
-        assert (fund.status, fund.draft_version, fund.published_version) == ("draft", 1, None)
+        assert (fund.status, fund.draft_revision, fund.published_version) == ("draft", 1, None)
         assert fund.spec == {"name": "Seed I"} and fund.created_by == user.id
         assert fund.created_at.tzinfo is not None
-        assert repo.version_from_etag(fund.id, fund.etag) == 1
-        assert repo.version_from_etag(fund.id, "W/" + fund.etag) is None
-        assert repo.version_from_etag(uuid.uuid4(), fund.etag) is None
+        assert repo.revision_from_etag(fund.id, fund.etag) == 1
+        assert repo.revision_from_etag(fund.id, "W/" + fund.etag) is None
+        assert repo.revision_from_etag(uuid.uuid4(), fund.etag) is None
         with pytest.raises(repo.NotPublished):
             repo.get_spec(conn, org.id, fund.id)
 
         fund2 = repo.replace_draft(conn, org.id, fund.id, {"name": "Seed I", "fund_size": 5e7}, 1)
-        assert fund2.draft_version == 2 and fund2.etag != fund.etag
+        assert fund2.draft_revision == 2 and fund2.etag != fund.etag
         with pytest.raises(repo.StaleVersion) as stale:
             repo.replace_draft(conn, org.id, fund.id, {}, 1)
-        assert stale.value.current_version == 2
+        assert stale.value.current_revision == 2
 
         with pytest.raises(repo.StaleVersion):
             repo.publish(conn, org.id, fund.id, 1)
         published = repo.publish(conn, org.id, fund.id, 2, user_id=user.id)
-        assert (published.status, published.published_version) == ("published", 2)
+        assert (published.status, published.published_version) == ("published", 1)
+        assert published.published_revision == 2
         assert repo.publish(conn, org.id, fund.id, 2) == published  # idempotent
 
         edited = repo.replace_draft(conn, org.id, fund.id, {"name": "Seed II"}, 2, name="Seed II")
-        assert (edited.draft_version, edited.published_version, edited.name) == (3, 2, "Seed II")
+        assert (edited.draft_revision, edited.published_revision, edited.name) == (3, 2, "Seed II")
+        assert edited.has_unpublished_changes
         pub = repo.get_spec(conn, org.id, fund.id, "published")
         draft = repo.get_spec(conn, org.id, fund.id, "draft")
         assert pub is not None and draft is not None
-        assert (pub.version, pub.kind, pub.spec["fund_size"]) == (2, "published", 5e7)
-        assert (draft.version, draft.kind, draft.spec) == (3, "draft", {"name": "Seed II"})
+        assert (pub.revision, pub.published_version, pub.kind) == (2, 1, "published")
+        assert pub.spec["fund_size"] == 5e7
+        assert (draft.revision, draft.published_version, draft.kind) == (3, None, "draft")
+        assert draft.spec == {"name": "Seed II"}
         assert pub.spec_hash == repo.spec_hash({"fund_size": 5e7, "name": "Seed I"})
 
 
@@ -223,7 +227,7 @@ def test_list_funds_keyset_pagination(db: Any, org_user: tuple[Any, Any]) -> Non
 
 
 def test_concurrent_draft_edits_one_wins(db: Any, org_user: tuple[Any, Any]) -> None:
-    """The second writer waits on the row lock, then sees the new version: StaleVersion."""
+    """The second writer waits on the row lock, then sees the new revision: StaleVersion."""
     org, user = org_user
     with db.connection() as conn:
         fund = repo.create_fund(conn, org.id, user.id, "Race", {})
@@ -235,7 +239,7 @@ def test_concurrent_draft_edits_one_wins(db: Any, org_user: tuple[Any, Any]) -> 
                 repo.replace_draft(conn, org.id, fund.id, {"by": "second"}, 1)
             outcome["second"] = "won"
         except repo.StaleVersion as exc:
-            outcome["second"] = exc.current_version
+            outcome["second"] = exc.current_revision
 
     with db.connection() as conn:
         repo.replace_draft(conn, org.id, fund.id, {"by": "first"}, 1)
@@ -248,6 +252,37 @@ def test_concurrent_draft_edits_one_wins(db: Any, org_user: tuple[Any, Any]) -> 
     with db.connection() as conn:
         current = repo.get_fund(conn, org.id, fund.id)
     assert current is not None and current.spec == {"by": "first"}
+
+
+def test_publications_are_numbered_apart_from_draft_revisions(
+    db: Any, org_user: tuple[Any, Any]
+) -> None:
+    """Issue 11, item 13: seven saves then a publish is published version 1 (draft revision
+    8), and only publishing moves the published version on."""
+    org, user = org_user
+    with db.connection() as conn:
+        fund = repo.create_fund(conn, org.id, user.id, "Counted", {"name": "Counted"})
+        for size in range(1, 8):  # the wizard's autosaves
+            fund = repo.replace_draft(conn, org.id, fund.id, {"fund_size": size}, size)
+        assert (fund.draft_revision, fund.published_version) == (8, None)
+        first = repo.publish(conn, org.id, fund.id, 8, user_id=user.id)
+        assert (first.published_version, first.published_revision) == (1, 8)
+        assert not first.has_unpublished_changes
+        fund = repo.replace_draft(conn, org.id, fund.id, {"fund_size": 9}, 8)
+        fund = repo.replace_draft(conn, org.id, fund.id, {"fund_size": 10}, 9)
+        assert (fund.draft_revision, fund.published_version, fund.published_revision) == (10, 1, 8)
+        assert fund.has_unpublished_changes
+        second = repo.publish(conn, org.id, fund.id, 10)
+        assert (second.published_version, second.published_revision) == (2, 10)
+        assert repo.publish(conn, org.id, fund.id, 10).published_version == 2  # same revision
+        listed = repo.list_funds(conn, org.id).items[0]
+        assert (listed.draft_revision, listed.published_version) == (10, 2)
+        old = conn.execute(
+            "SELECT version, publication_number FROM fund_versions "
+            "WHERE fund_id = %s AND kind = 'published' ORDER BY version",
+            (fund.id,),
+        ).fetchall()
+        assert [(r["version"], r["publication_number"]) for r in old] == [(8, 1), (10, 2)]
 
 
 def test_non_finite_spec_is_rejected(db: Any, org_user: tuple[Any, Any]) -> None:

@@ -54,7 +54,7 @@ def site(web: Any, browser: Any) -> Iterator[Site]:
     with web.database.connection() as conn:
         fund = repo.create_fund(conn, user.org_id, user.user_id, FUND["name"], FUND)
         assert validate_publish(FUND)[0] is not None
-        repo.publish(conn, user.org_id, fund.id, fund.draft_version, user_id=user.user_id)
+        repo.publish(conn, user.org_id, fund.id, fund.draft_revision, user_id=user.user_id)
     contexts: dict[tuple[int, bool], Any] = {}
     for width in WIDTHS:
         for signed in (False, True):

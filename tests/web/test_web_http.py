@@ -4,15 +4,18 @@ unit conversions (dollars with separators, percent ↔ ratio)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from web_support import PASSWORD, create_user
 
+from updog.store import repositories as repo
 from updog.web import forms
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -117,6 +120,38 @@ def test_pages_keep_a_strict_csp(web: Any) -> None:
         css = client.get("/static/ui/app.css")
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
         assert "DejaVu Sans" in css.text
+
+
+@pytest.mark.db
+def test_first_publication_is_version_1(web: Any) -> None:
+    """Issue 11, item 13: after seven autosaves the first publication is "version 1"; the
+    draft's revisions are named as such, and a later save shows as unpublished changes."""
+    user = create_user(web.database, "counts@example.com")
+    spec = json.loads((Path(__file__).parent / "fund.json").read_text())
+    with web.database.connection() as conn:
+        fund = repo.create_fund(conn, user.org_id, user.user_id, spec["name"], spec)
+        for size in range(7):  # what seven autosaves of the wizard do
+            fund = repo.replace_draft(
+                conn, user.org_id, fund.id, {**spec, "fund_size": 50_000_000 + size}, size + 1
+            )
+    assert fund.draft_revision == 8
+    with _signed_in(web, user.email) as client:
+        review = client.get(f"/funds/{fund.id}/setup/review").text
+        assert "Publishing makes this draft (revision 8) version 1 of the fund." in review
+        r = client.post(
+            f"/funds/{fund.id}/publish", data={"csrf_token": _csrf(client), "revision": "8"}
+        )
+        assert r.status_code == 303, r.text
+        forecast = client.get(r.headers["location"]).text
+        assert "Published version 1 (draft revision 8)." in forecast
+        assert "Published version 8" not in forecast
+        assert "Published v1" in client.get("/funds").text
+        with web.database.connection() as conn:
+            repo.replace_draft(conn, user.org_id, fund.id, spec, 8)
+        listing = client.get("/funds").text
+        assert "Published v1" in listing and "Unpublished changes" in listing
+        review = client.get(f"/funds/{fund.id}/setup/review").text
+        assert "Publishing makes this draft (revision 9) version 2 of the fund." in review
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from updog.api.problems import ProblemError
-from updog.store.repositories import SimulationRecord
+from updog.store.repositories import FundVersion, SimulationRecord
 
 
 def _default(obj: Any) -> Any:
@@ -43,6 +43,24 @@ def checked_json(result: Any) -> dict[str, Any]:
     return value
 
 
+def result_counters(revision: int | None, published_version: int | None) -> dict[str, int | None]:
+    """Which spec a forecast or simulation computed: its draft ``revision`` and
+    ``published_version`` (None for a preview of an unpublished draft); ``version`` is the
+    deprecated v1 name of the revision."""
+    return {"revision": revision, "published_version": published_version, "version": revision}
+
+
+def simulation_params(fund_version: FundVersion, *, seed_drawn: bool) -> dict[str, Any]:
+    """The ``params`` stored with a simulation of ``fund_version``: its draft revision (as
+    ``version``), kind and published version number, and whether the seed was drawn."""
+    return {
+        "version": fund_version.revision,
+        "kind": fund_version.kind,
+        "published_version": fund_version.published_version,
+        "seed_drawn": seed_drawn,
+    }
+
+
 def simulation_body(sim: SimulationRecord) -> dict[str, Any]:
     """The representation of a stored simulation (``SimulationOut``)."""
     params = sim.params or {}
@@ -53,7 +71,7 @@ def simulation_body(sim: SimulationRecord) -> dict[str, Any]:
         "progress": sim.progress,
         "runs": sim.runs,
         "seed": sim.seed,
-        "version": params.get("version"),
+        **result_counters(params.get("version"), params.get("published_version")),
         "kind": params.get("kind"),
         "provenance": {
             "engine_version": sim.engine_version,
@@ -108,11 +126,7 @@ async def compute_simulation(
         seed=seed,
         engine_version=ENGINE_VERSION,
         user_id=identity.user_id,
-        params={
-            "version": fund_version.version,
-            "kind": fund_version.kind,
-            "seed_drawn": seed_drawn,
-        },
+        params=simulation_params(fund_version, seed_drawn=seed_drawn),
         status="running",
     )
     faults = fault_plan(request)

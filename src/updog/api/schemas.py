@@ -40,15 +40,29 @@ class Problem(BaseModel):
     errors: list[Issue] = Field(default_factory=list)
 
 
+#: Descriptions of the two counters of a fund (also in the README's API section).
+DRAFT_REVISION = (
+    "Revision of the current draft: 1 when the fund is created, +1 with every saved change "
+    "(the ETag names it)."
+)
+VERSION_ALIAS = "Deprecated: the same number as draft_revision (kept for v1 clients)."
+PUBLISHED_VERSION = (
+    "Latest published version: 1 for the fund's first publication, 2 for the second, … ; "
+    "null before the first. Earlier releases put the published draft revision here; that "
+    "number is now published_revision."
+)
+PUBLISHED_REVISION = "The draft revision the latest published version was made from, or null."
+
+
 class FundOut(BaseModel):
     """A fund with its current draft and its latest published version (if any)."""
 
     id: str
     name: str | None = None
-    version: int = Field(description="Version number of the current draft.")
-    published_version: int | None = Field(
-        default=None, description="Latest published version, or null."
-    )
+    draft_revision: int = Field(description=DRAFT_REVISION)
+    version: int = Field(description=VERSION_ALIAS, deprecated=True)
+    published_version: int | None = Field(default=None, description=PUBLISHED_VERSION)
+    published_revision: int | None = Field(default=None, description=PUBLISHED_REVISION)
     status: Literal["draft", "published"]
     etag: str = Field(description="Entity tag of the draft; send it as If-Match.")
     spec: dict[str, Any] = Field(description="The draft FundSpec (may be incomplete).")
@@ -61,8 +75,10 @@ class FundSummary(BaseModel):
 
     id: str
     name: str | None = None
-    version: int
-    published_version: int | None = None
+    draft_revision: int = Field(description=DRAFT_REVISION)
+    version: int = Field(description=VERSION_ALIAS, deprecated=True)
+    published_version: int | None = Field(default=None, description=PUBLISHED_VERSION)
+    published_revision: int | None = Field(default=None, description=PUBLISHED_REVISION)
     status: Literal["draft", "published"]
     updated_at: datetime | None = None
 
@@ -78,8 +94,13 @@ class PublishOut(BaseModel):
     """Result of publishing: the published version and non-blocking warnings."""
 
     id: str
-    version: int
-    published_version: int
+    draft_revision: int = Field(description=DRAFT_REVISION)
+    version: int = Field(description=VERSION_ALIAS, deprecated=True)
+    published_version: int = Field(
+        description="The version published: 1 for the fund's first publication, 2 for the "
+        "second, … (publishing the same draft revision again keeps its number)."
+    )
+    published_revision: int = Field(description="The draft revision that was published.")
     etag: str
     warnings: list[Issue] = Field(default_factory=list)
 
@@ -88,7 +109,7 @@ class Provenance(BaseModel):
     """What produced a stored result (SPEC §3.3 "Provenance")."""
 
     engine_version: str
-    spec_version: int
+    spec_version: int = Field(description="The draft revision of the spec computed.")
     spec_hash: str
     seed: int | None = None
 
@@ -98,7 +119,11 @@ class ForecastOut(BaseModel):
 
     id: str | None = None
     fund_id: str
-    version: int = Field(description="The fund version the forecast is of.")
+    revision: int = Field(description="The draft revision of the spec forecast.")
+    published_version: int | None = Field(
+        description="Its published version number; null for a preview of an unpublished draft."
+    )
+    version: int = Field(description="Deprecated: the same number as revision.", deprecated=True)
     kind: Literal["draft", "published"]
     provenance: Provenance
     cached: bool = Field(description="True when a stored result was reused.")
@@ -125,7 +150,14 @@ class SimulationOut(BaseModel):
     progress: float = Field(ge=0, le=1)
     runs: int
     seed: int
-    version: int | None = Field(default=None, description="The fund version simulated.")
+    revision: int | None = Field(default=None, description="The draft revision simulated.")
+    published_version: int | None = Field(
+        default=None,
+        description="Its published version number; null for a preview of an unpublished draft.",
+    )
+    version: int | None = Field(
+        default=None, description="Deprecated: the same number as revision.", deprecated=True
+    )
     kind: Literal["draft", "published"] | None = None
     provenance: Provenance
     result: dict[str, Any] | None = Field(

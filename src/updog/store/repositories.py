@@ -75,6 +75,7 @@ __all__ = [
     "list_tokens",
     "publish",
     "replace_draft",
+    "revision_from_etag",
     "revoke_session",
     "revoke_token",
     "save_forecast",
@@ -82,7 +83,6 @@ __all__ = [
     "spec_hash",
     "start_simulation",
     "verify_password",
-    "version_from_etag",
 ]
 
 Role = Literal["viewer", "analyst", "admin"]
@@ -120,14 +120,15 @@ class NotFound(StoreError):
 
 
 class StaleVersion(StoreError):
-    """The caller edited an old version; ``current_version`` is the draft version now."""
+    """The caller edited an old revision of the draft; ``current_revision`` is the draft's
+    revision now."""
 
-    def __init__(self, expected_version: int, current_version: int) -> None:
+    def __init__(self, expected_revision: int, current_revision: int) -> None:
         super().__init__(
-            f"draft is at version {current_version}, not {expected_version} as expected"
+            f"draft is at revision {current_revision}, not {expected_revision} as expected"
         )
-        self.expected_version = expected_version
-        self.current_version = current_version
+        self.expected_revision = expected_revision
+        self.current_revision = current_revision
 
 
 class NotPublished(StoreError):
@@ -202,17 +203,22 @@ class TokenRecord:
 class FundRecord:
     """A fund with its current draft spec.
 
-    ``status`` is ``"published"`` once any version was published (the draft may have moved on
-    since: ``draft_version > published_version``). ``etag`` stands for the draft version and
-    changes with every draft edit (use it for ``If-Match``).
+    Two counters, never mixed: ``draft_revision`` counts saved changes of the draft (1 when
+    the fund is created, +1 with every save); ``published_version`` counts publications (1
+    for the first, null before it), and ``published_revision`` is the draft revision that
+    publication was made from. ``status`` is ``"published"`` once any version was published
+    (the draft may have moved on since: ``draft_revision > published_revision``). ``etag``
+    stands for the draft revision and changes with every draft edit (use it for
+    ``If-Match``).
     """
 
     id: uuid.UUID
     org_id: uuid.UUID
     name: str
     status: Literal["draft", "published"]
-    draft_version: int
+    draft_revision: int
     published_version: int | None
+    published_revision: int | None
     spec: dict[str, Any]
     spec_hash: str
     created_by: uuid.UUID | None
@@ -221,8 +227,13 @@ class FundRecord:
 
     @property
     def etag(self) -> str:
-        """Strong ETag (with quotes) of the current draft version."""
-        return etag_for(self.id, self.draft_version)
+        """Strong ETag (with quotes) of the current draft revision."""
+        return etag_for(self.id, self.draft_revision)
+
+    @property
+    def has_unpublished_changes(self) -> bool:
+        """Published, and the draft has been saved since."""
+        return self.published_revision is not None and self.draft_revision > self.published_revision
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,11 +246,14 @@ class FundPage:
 
 @dataclass(frozen=True, slots=True)
 class FundVersion:
-    """One immutable version of a fund's spec."""
+    """One immutable revision of a fund's spec: ``revision`` counts the draft's saves;
+    ``published_version`` is its publication number (1 for the fund's first), None while
+    it was never published."""
 
     id: uuid.UUID
     fund_id: uuid.UUID
-    version: int
+    revision: int
+    published_version: int | None
     kind: Literal["draft", "published"]
     spec: dict[str, Any]
     spec_hash: str
@@ -320,21 +334,21 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def etag_for(fund_id: uuid.UUID, draft_version: int) -> str:
-    """The ETag (quoted) of a fund's draft version: ``"<fund id hex>.<version>"``."""
-    return f'"{fund_id.hex}.{draft_version}"'
+def etag_for(fund_id: uuid.UUID, draft_revision: int) -> str:
+    """The ETag (quoted) of a fund's draft revision: ``"<fund id hex>.<revision>"``."""
+    return f'"{fund_id.hex}.{draft_revision}"'
 
 
-def version_from_etag(fund_id: uuid.UUID, etag: str) -> int | None:
-    """The draft version an ``If-Match`` entity tag names, or None when it is not a strong
+def revision_from_etag(fund_id: uuid.UUID, etag: str) -> int | None:
+    """The draft revision an ``If-Match`` entity tag names, or None when it is not a strong
     ETag of this fund (weak ``W/`` tags never match, RFC 9110 §13.1.1)."""
     tag = etag.strip()
     if not (len(tag) >= 2 and tag[0] == tag[-1] == '"'):
         return None
-    fid, _, version = tag[1:-1].partition(".")
-    if fid != fund_id.hex or not version.isdigit() or len(version) > 9:
+    fid, _, revision = tag[1:-1].partition(".")
+    if fid != fund_id.hex or not revision.isdigit() or len(revision) > 9:
         return None
-    return int(version)
+    return int(revision)
 
 
 # --------------------------------------------------------------------------- organisations
@@ -651,10 +665,15 @@ def revoke_session(conn: Connection, session_id: uuid.UUID) -> bool:
 
 # --------------------------------------------------------------------------- funds
 
+# Column names (migration 0002): ``funds.draft_version`` is the draft's revision,
+# ``funds.published_version`` the *revision* that is published, and that revision's
+# ``fund_versions.publication_number`` its published version number.
 _FUND_SELECT = (
-    "SELECT f.id, f.org_id, f.name, f.draft_version, f.published_version, f.created_by, "
-    "f.created_at, f.updated_at, v.spec, v.spec_hash "
+    "SELECT f.id, f.org_id, f.name, f.draft_version AS draft_revision, "
+    "f.published_version AS published_revision, p.publication_number AS published_version, "
+    "f.created_by, f.created_at, f.updated_at, v.spec, v.spec_hash "
     "FROM funds f JOIN fund_versions v ON v.fund_id = f.id AND v.version = f.draft_version "
+    "LEFT JOIN fund_versions p ON p.fund_id = f.id AND p.version = f.published_version "
 )
 
 
@@ -663,9 +682,10 @@ def _fund(row: Mapping[str, Any]) -> FundRecord:
         id=row["id"],
         org_id=row["org_id"],
         name=row["name"],
-        status="published" if row["published_version"] is not None else "draft",
-        draft_version=row["draft_version"],
+        status="published" if row["published_revision"] is not None else "draft",
+        draft_revision=row["draft_revision"],
         published_version=row["published_version"],
+        published_revision=row["published_revision"],
         spec=row["spec"],
         spec_hash=row["spec_hash"],
         created_by=row["created_by"],
@@ -688,7 +708,7 @@ def create_fund(
     name: str | None,
     spec_json: Mapping[str, Any],
 ) -> FundRecord:
-    """Create a fund of ``org_id`` whose version 1 is a draft holding ``spec_json``.
+    """Create a fund of ``org_id`` whose draft revision 1 holds ``spec_json``.
 
     ``name`` None or blank → "Untitled fund". Raises ValueError for a name over 200
     characters or a spec that is not a JSON object of finite numbers.
@@ -704,8 +724,9 @@ def create_fund(
         "), v AS ("
         " INSERT INTO fund_versions (fund_id, version, kind, spec, spec_hash, created_by)"
         " SELECT f.id, 1, 'draft', %s, %s, %s FROM f RETURNING spec, spec_hash"
-        ") SELECT f.id, f.org_id, f.name, f.draft_version, f.published_version, f.created_by,"
-        " f.created_at, f.updated_at, v.spec, v.spec_hash FROM f, v",
+        ") SELECT f.id, f.org_id, f.name, f.draft_version AS draft_revision,"
+        " NULL::integer AS published_revision, NULL::integer AS published_version,"
+        " f.created_by, f.created_at, f.updated_at, v.spec, v.spec_hash FROM f, v",
         (org_id, user_id, _fund_name(name), Jsonb(spec), digest, user_id),
     )
     return _fund(row)
@@ -776,8 +797,8 @@ single_statement(list_funds)
 def _lock_fund(conn: Connection, org_id: uuid.UUID, fund_id: uuid.UUID) -> Mapping[str, Any]:
     row = _one(
         conn,
-        "SELECT id, draft_version, published_version FROM funds "
-        "WHERE id = %s AND org_id = %s FOR UPDATE",
+        "SELECT id, draft_version AS draft_revision, published_version AS published_revision "
+        "FROM funds WHERE id = %s AND org_id = %s FOR UPDATE",
         (fund_id, org_id),
     )
     if row is None:
@@ -790,31 +811,33 @@ def replace_draft(
     org_id: uuid.UUID,
     fund_id: uuid.UUID,
     spec_json: Mapping[str, Any],
-    expected_version: int,
+    expected_revision: int,
     *,
     user_id: uuid.UUID | None = None,
     name: str | None = None,
 ) -> FundRecord:
-    """Replace the draft with ``spec_json`` as a new version ``expected_version + 1``.
+    """Replace the draft with ``spec_json`` as a new revision ``expected_revision + 1``
+    (published version numbers are not touched: they count publications only).
 
     The fund row is locked (``SELECT … FOR UPDATE``) so two concurrent edits of the same
-    version cannot both win. ``name`` (when given) renames the fund. Raises :class:`NotFound`
-    and :class:`StaleVersion` (the draft is no longer at ``expected_version``).
+    revision cannot both win. ``name`` (when given) renames the fund. Raises
+    :class:`NotFound` and :class:`StaleVersion` (the draft is no longer at
+    ``expected_revision``).
     """
     fund = _lock_fund(conn, org_id, fund_id)
-    if fund["draft_version"] != expected_version:
-        raise StaleVersion(expected_version, fund["draft_version"])
+    if fund["draft_revision"] != expected_revision:
+        raise StaleVersion(expected_revision, fund["draft_revision"])
     spec = dict(spec_json)
-    new_version = expected_version + 1
+    new_revision = expected_revision + 1
     conn.execute(
         "INSERT INTO fund_versions (fund_id, version, kind, spec, spec_hash, created_by) "
         "VALUES (%s, %s, 'draft', %s, %s, %s)",
-        (fund_id, new_version, Jsonb(spec), spec_hash(spec), user_id),
+        (fund_id, new_revision, Jsonb(spec), spec_hash(spec), user_id),
     )
     conn.execute(
         "UPDATE funds SET draft_version = %s, updated_at = now(), "
         "name = COALESCE(%s, name) WHERE id = %s",
-        (new_version, _fund_name(name) if name is not None else None, fund_id),
+        (new_revision, _fund_name(name) if name is not None else None, fund_id),
     )
     record = get_fund(conn, org_id, fund_id)
     assert record is not None
@@ -825,28 +848,31 @@ def publish(
     conn: Connection,
     org_id: uuid.UUID,
     fund_id: uuid.UUID,
-    expected_version: int,
+    expected_revision: int,
     *,
     user_id: uuid.UUID | None = None,
 ) -> FundRecord:
-    """Publish the current draft version (the caller has validated it).
+    """Publish the current draft revision (the caller has validated it) as the fund's next
+    published version: 1 for the first publication, then 2, 3 …
 
-    The version's row becomes ``kind = 'published'`` and ``published_version`` points at it;
-    publishing an already published version changes nothing. Raises :class:`NotFound` and
+    The revision's row becomes ``kind = 'published'`` and the database numbers it (trigger
+    ``updog_number_publication``, migration 0002; the fund row is locked first, so numbers
+    are handed out in order); the fund's published revision points at it. Publishing the
+    revision already published changes nothing. Raises :class:`NotFound` and
     :class:`StaleVersion`.
     """
     fund = _lock_fund(conn, org_id, fund_id)
-    if fund["draft_version"] != expected_version:
-        raise StaleVersion(expected_version, fund["draft_version"])
-    if fund["published_version"] != expected_version:
+    if fund["draft_revision"] != expected_revision:
+        raise StaleVersion(expected_revision, fund["draft_revision"])
+    if fund["published_revision"] != expected_revision:
         conn.execute(
             "UPDATE fund_versions SET kind = 'published', published_at = now(), "
             "published_by = %s WHERE fund_id = %s AND version = %s",
-            (user_id, fund_id, expected_version),
+            (user_id, fund_id, expected_revision),
         )
         conn.execute(
             "UPDATE funds SET published_version = %s, updated_at = now() WHERE id = %s",
-            (expected_version, fund_id),
+            (expected_revision, fund_id),
         )
     record = get_fund(conn, org_id, fund_id)
     assert record is not None
@@ -859,7 +885,7 @@ def get_spec(
     fund_id: uuid.UUID,
     which: Literal["published", "draft"] = "published",
 ) -> FundVersion | None:
-    """The published (default) or current draft version of a fund.
+    """The published (default) revision of a fund, or its current draft.
 
     None when the fund is missing or another organisation's; raises :class:`NotPublished`
     when ``which="published"`` and the fund was never published.
@@ -881,7 +907,8 @@ def get_spec(
     return FundVersion(
         id=row["id"],
         fund_id=row["fund_id"],
-        version=row["version"],
+        revision=row["version"],
+        published_version=row["publication_number"],
         kind=row["kind"],
         spec=row["spec"],
         spec_hash=row["spec_hash"],

@@ -44,7 +44,7 @@ from updog.api.auth import (
     unsign_session,
 )
 from updog.api.deps import db_call, get_settings
-from updog.api.results import checked_json, compute_simulation
+from updog.api.results import checked_json, compute_simulation, simulation_params
 from updog.api.routes.auth import SESSION_LIFETIME
 from updog.api.schemas import SimulationRequest
 from updog.model.validation import validate_publish
@@ -388,8 +388,6 @@ def _list_rows(
                 "vintage": shown.get("vintage_year"),
                 "size": shown.get("fund_size"),
                 "tvpi": tvpi,
-                "has_draft_changes": fund.published_version is not None
-                and fund.draft_version > fund.published_version,
             }
         )
     return rows, page.next_cursor
@@ -518,9 +516,9 @@ async def _save(page: Page, fund: FundRecord, spec: dict[str, Any]) -> FundRecor
     if spec == fund.spec:
         return fund
     name = spec.get("name") if isinstance(spec.get("name"), str) else None
-    tried = fund.draft_version
+    tried = fund.draft_revision
     for _ in range(3):
-        tried = fund.draft_version
+        tried = fund.draft_revision
         try:
             return await db_call(
                 page.request,
@@ -538,7 +536,7 @@ async def _save(page: Page, fund: FundRecord, spec: dict[str, Any]) -> FundRecor
                 raise repo.NotFound(str(fund.id)) from None
             fund = latest
     # Three concurrent saves in a row beat this one: give up (412 via the store errors).
-    raise repo.StaleVersion(tried, fund.draft_version)
+    raise repo.StaleVersion(tried, fund.draft_revision)
 
 
 @router.post("/funds/{fund_id}/setup/{slug}")
@@ -572,7 +570,7 @@ async def wizard_post(request: Request, fund_id: str, slug: str) -> Response:
         return JSONResponse(
             {
                 "saved": to_store is not None,
-                "version": fund.draft_version,
+                "draft_revision": fund.draft_revision,
                 "errors": state.error_count,
             },
             headers={"Cache-Control": "no-store"},
@@ -709,7 +707,8 @@ async def _review(page: Page, fund: FundRecord, *, status: int = 200, note: str 
         errors=_issue_links(fund, errors),
         warnings=_issue_links(fund, warnings),
         publishable=spec is not None,
-        already=fund.published_version == fund.draft_version,
+        already=fund.published_revision == fund.draft_revision,
+        next_version=(fund.published_version or 0) + 1,
         note=note,
     )
 
@@ -724,7 +723,7 @@ async def publish(request: Request, fund_id: str) -> Response:
     fund = await _fund(page, fund_id)
     if fund is None:
         return _not_found(page)
-    if form.get("version") and form["version"] != str(fund.draft_version):
+    if form.get("revision") and form["revision"] != str(fund.draft_revision):
         return await _review(
             page, fund, status=409, note="The draft changed since you reviewed it; check it again."
         )
@@ -737,7 +736,7 @@ async def publish(request: Request, fund_id: str) -> Response:
             repo.publish,
             page.identity.org_id,
             fund.id,
-            fund.draft_version,
+            fund.draft_revision,
             user_id=page.identity.user_id,
         )
     except repo.StaleVersion:
@@ -918,7 +917,7 @@ async def run_simulation(request: Request, fund_id: str) -> Response:
             errors={"": "The published version does not validate with this engine."},
         )
     seed = params.seed if params.seed is not None else secrets.randbits(53)
-    meta = {"version": fv.version, "kind": fv.kind, "seed_drawn": params.seed is None}
+    meta = simulation_params(fv, seed_drawn=params.seed is None)
     settings = get_settings(request)
     if params.runs > settings.sync_runs_limit:
         sim, _job = await db_call(

@@ -3,7 +3,12 @@
 Every query goes through the caller's organisation: another organisation's fund is a 404,
 exactly like a missing one (never a 403 that would confirm it exists).
 
-Conditional requests (RFC 9110 §13): the ETag names the fund's draft version. ``PUT
+Two counters, never mixed: ``draft_revision`` counts saved changes of the draft (every
+``PUT …/draft`` adds one); ``published_version`` counts publications (1 for the first). The
+deprecated ``version`` field repeats the draft revision for v1 clients; ``published_version``
+used to hold the published draft revision, now ``published_revision``.
+
+Conditional requests (RFC 9110 §13): the ETag names the fund's draft revision. ``PUT
 /funds/{id}/draft`` requires ``If-Match`` (RFC 6585 §3: 428 without it) and answers 412
 when no listed tag is current; ``GET /funds/{id}`` honours ``If-None-Match`` (304).
 Request bodies are parsed by :mod:`updog.api.jsonbody` (size, media type, finite numbers,
@@ -27,7 +32,13 @@ from updog.api.auth import Analyst, Viewer
 from updog.api.deps import db_call, get_settings
 from updog.api.jsonbody import read_json
 from updog.api.problems import FieldError, ProblemError, pydantic_field_errors
-from updog.api.results import checked_json, compute_simulation, fault_plan, simulation_body
+from updog.api.results import (
+    checked_json,
+    compute_simulation,
+    fault_plan,
+    result_counters,
+    simulation_body,
+)
 from updog.api.routes import API_PREFIX
 from updog.api.schemas import (
     MAX_SEED,
@@ -94,13 +105,22 @@ def not_found(what: str, raw: object) -> ProblemError:
     return ProblemError(404, f"{what.upper()}_NOT_FOUND", f"No {what} {raw}.")
 
 
+def fund_counters(fund: FundRecord) -> dict[str, int | None]:
+    """The revision and version numbers of a fund's representations (see the module doc)."""
+    return {
+        "draft_revision": fund.draft_revision,
+        "version": fund.draft_revision,
+        "published_version": fund.published_version,
+        "published_revision": fund.published_revision,
+    }
+
+
 def fund_json(fund: FundRecord) -> dict[str, Any]:
     """The representation of a fund (``FundOut``)."""
     return FundOut(
         id=str(fund.id),
         name=fund.name,
-        version=fund.draft_version,
-        published_version=fund.published_version,
+        **fund_counters(fund),
         status=fund.status,
         etag=fund.etag,
         spec=fund.spec,
@@ -155,7 +175,7 @@ async def _valid_spec(version: FundVersion) -> FundSpec:
     if spec is None:
         raise _issues_error(
             errors,
-            f"Version {version.version} of the fund does not validate; fix the draft "
+            f"Revision {version.revision} of the fund does not validate; fix the draft "
             "(and publish it) to compute results.",
         )
     return spec
@@ -173,7 +193,7 @@ async def _valid_spec(version: FundVersion) -> FundSpec:
     openapi_extra={**_SPEC_BODY, **_IDEMPOTENT},
 )
 async def create_fund(request: Request, identity: Identity = Analyst) -> Response:
-    """Store the body as draft version 1. Draft rules apply: the fields present must have the
+    """Store the body as draft revision 1. Draft rules apply: the fields present must have the
     right types and ranges; missing ones are allowed. 201 with ``Location`` and ``ETag``."""
     body = await read_json(request)
     issues = await run_in_threadpool(validate_draft, body)
@@ -217,8 +237,7 @@ async def list_funds(
         {
             "id": str(f.id),
             "name": f.name,
-            "version": f.draft_version,
-            "published_version": f.published_version,
+            **fund_counters(f),
             "status": f.status,
             "updated_at": f.updated_at.isoformat(),
         }
@@ -234,7 +253,7 @@ async def list_funds(
     responses={404: _PROBLEM},
 )
 async def get_fund(request: Request, fund_id: str, identity: Identity = Viewer) -> Response:
-    """The fund with its current draft spec; ``ETag`` names the draft version."""
+    """The fund with its current draft spec; ``ETag`` names the draft revision."""
     fund = await _load_fund(request, identity, parse_id(fund_id))
     inm = request.headers.get("if-none-match")
     if inm and (inm.strip() == "*" or fund.etag in _if_match_tags(inm)):
@@ -250,7 +269,7 @@ async def get_fund(request: Request, fund_id: str, identity: Identity = Viewer) 
     openapi_extra=_SPEC_BODY,
 )
 async def replace_draft(request: Request, fund_id: str, identity: Identity = Analyst) -> Response:
-    """Replace the draft with the body as a new version. ``If-Match`` must carry the current
+    """Replace the draft with the body as a new revision. ``If-Match`` must carry the current
     ETag (RFC 9110 §13.1.1): missing → 428 ``PRECONDITION_REQUIRED``, stale → 412
     ``PRECONDITION_FAILED``. The response carries the new ETag."""
     fid = parse_id(fund_id)
@@ -281,7 +300,7 @@ async def replace_draft(request: Request, fund_id: str, identity: Identity = Ana
             identity.org_id,
             fid,
             body,
-            fund.draft_version,
+            fund.draft_revision,
             user_id=identity.user_id,
             name=_spec_name(body),
         )
@@ -328,12 +347,16 @@ async def publish_fund(request: Request, fund_id: str, identity: Identity = Anal
 
     def publish(conn: Any) -> Response:  # the publication and the idempotency record
         published = repo.publish(
-            conn, identity.org_id, fid, fund.draft_version, user_id=identity.user_id
+            conn, identity.org_id, fid, fund.draft_revision, user_id=identity.user_id
         )
+        assert published.published_version is not None
+        assert published.published_revision is not None
         body = PublishOut(
             id=str(published.id),
-            version=published.draft_version,
-            published_version=published.published_version or published.draft_version,
+            draft_revision=published.draft_revision,
+            version=published.draft_revision,
+            published_version=published.published_version,
+            published_revision=published.published_revision,
             etag=published.etag,
             warnings=[Issue.model_validate(w) for w in warnings],
         ).model_dump(mode="json")
@@ -364,7 +387,7 @@ async def get_forecast(
     """The forecast of the published version (``?version=draft``: of the current draft, when
     it validates). Unpublished without ``?version=draft`` → 409 ``FUND_NOT_PUBLISHED``.
 
-    Results are stored per (fund version, engine version) with their provenance and reused:
+    Results are stored per (draft revision, engine version) with their provenance and reused:
     ``cached`` says whether this answer was computed now.
     """
     from updog.model.forecast import run_forecast
@@ -385,11 +408,11 @@ async def get_forecast(
     body = {
         "id": str(stored.id),
         "fund_id": str(fid),
-        "version": fv.version,
+        **result_counters(fv.revision, fv.published_version),
         "kind": fv.kind,
         "provenance": {
             "engine_version": stored.engine_version,
-            "spec_version": fv.version,
+            "spec_version": fv.revision,
             "spec_hash": stored.spec_hash,
             "seed": None,
         },

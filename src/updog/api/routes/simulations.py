@@ -14,7 +14,7 @@ from updog import ENGINE_VERSION
 from updog.api.auth import Analyst, Viewer
 from updog.api.deps import db_call, get_settings
 from updog.api.problems import ProblemError
-from updog.api.results import simulation_body
+from updog.api.results import simulation_body, simulation_params
 from updog.api.routes import API_PREFIX
 from updog.api.routes.funds import not_found, parse_id
 from updog.api.schemas import Problem, SimulationOut
@@ -75,11 +75,7 @@ async def submit_job(
             engine_version=ENGINE_VERSION,
             max_attempts=settings.job_max_attempts,
             user_id=identity.user_id,
-            params={
-                "version": fund_version.version,
-                "kind": fund_version.kind,
-                "seed_drawn": seed_drawn,
-            },
+            params=simulation_params(fund_version, seed_drawn=seed_drawn),
         )
         return JSONResponse(
             simulation_body(sim),
