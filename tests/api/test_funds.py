@@ -92,11 +92,10 @@ def test_revisions_and_published_versions_are_counted_apart(client: httpx.Client
         assert r.status_code == 200, r.text
         etag = r.headers["etag"]
     fund = r.json()
-    assert (fund["draft_revision"], fund["version"], fund["published_version"]) == (4, 4, None)
-
     pub = client.post(f"/api/v1/funds/{fid}/publish").json()
-    assert (pub["published_version"], pub["published_revision"]) == (1, 4)
-    assert (pub["draft_revision"], pub["version"]) == (4, 4)
+    assert pub["published_version"] == 1  # not 4: the saves are not publications
+    assert (pub["published_revision"], pub["draft_revision"], pub["version"]) == (4, 4, 4)
+    assert (fund["draft_revision"], fund["version"], fund["published_version"]) == (4, 4, None)
     fc = client.get(f"/api/v1/funds/{fid}/forecast").json()
     assert (fc["published_version"], fc["revision"], fc["version"]) == (1, 4, 4)
     assert fc["provenance"]["spec_version"] == 4

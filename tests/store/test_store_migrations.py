@@ -70,6 +70,9 @@ def _populate(url: str) -> None:
             repo.create_token(conn, user.id, "ci")
             repo.create_session(conn, user.id)
             fund = repo.create_fund(conn, org.id, user.id, "Fund I", {"name": "Fund I"})
+            repo.set_pending_edits(
+                conn, org.id, fund.id, user.id, "basics", ["fund_size"], {"fund_size": "-5"}
+            )
             fund = repo.publish(conn, org.id, fund.id, fund.draft_revision)
             version = repo.get_spec(conn, org.id, fund.id)
             assert version is not None

@@ -264,9 +264,9 @@ def test_publications_are_numbered_apart_from_draft_revisions(
         fund = repo.create_fund(conn, org.id, user.id, "Counted", {"name": "Counted"})
         for size in range(1, 8):  # the wizard's autosaves
             fund = repo.replace_draft(conn, org.id, fund.id, {"fund_size": size}, size)
-        assert (fund.draft_revision, fund.published_version) == (8, None)
         first = repo.publish(conn, org.id, fund.id, 8, user_id=user.id)
-        assert (first.published_version, first.published_revision) == (1, 8)
+        assert first.published_version == 1  # not 8: the saves are not publications
+        assert (first.draft_revision, first.published_revision) == (8, 8)
         assert not first.has_unpublished_changes
         fund = repo.replace_draft(conn, org.id, fund.id, {"fund_size": 9}, 8)
         fund = repo.replace_draft(conn, org.id, fund.id, {"fund_size": 10}, 9)
@@ -283,6 +283,46 @@ def test_publications_are_numbered_apart_from_draft_revisions(
             (fund.id,),
         ).fetchall()
         assert [(r["version"], r["publication_number"]) for r in old] == [(8, 1), (10, 2)]
+
+
+def test_pending_edits_are_one_users_per_step(
+    db: Any, org_user: tuple[Any, Any], other_org: Any
+) -> None:
+    """Issue 11, item 12: entries a step could not save are kept per user and step, replaced
+    by the next save of the step, forgotten when none are left, scoped to the organisation,
+    and gone with the fund."""
+    org, user = org_user
+    with db.connection() as conn:
+        fund = repo.create_fund(conn, org.id, user.id, "Pending", {})
+        colleague = repo.create_user(
+            conn, org.id, f"{uuid.uuid4().hex[:8]}@x.io", "pass-word", "analyst"
+        )
+        repo.set_pending_edits(
+            conn, org.id, fund.id, user.id, "basics", ["fund_size"], {"fund_size": "-5"}
+        )
+        repo.set_pending_edits(
+            conn, org.id, fund.id, user.id, "fees", ["fees.tiers"], {"fees.tiers.__count": "2"}
+        )
+        repo.set_pending_edits(
+            conn, org.id, fund.id, user.id, "basics", ["vintage_year"], {"vintage_year": "soon"}
+        )
+        pending = repo.list_pending_edits(conn, org.id, fund.id, user.id)
+        assert set(pending) == {"basics", "fees"}
+        assert (pending["basics"].held, pending["basics"].texts) == (
+            ["vintage_year"],
+            {"vintage_year": "soon"},
+        )
+        assert repo.list_pending_edits(conn, org.id, fund.id, colleague.id) == {}
+        assert repo.list_pending_edits(conn, other_org.id, fund.id, user.id) == {}
+        with pytest.raises(repo.NotFound):
+            repo.set_pending_edits(conn, other_org.id, fund.id, user.id, "basics", ["x"], {})
+        repo.set_pending_edits(conn, other_org.id, fund.id, user.id, "fees", [], {})  # no effect
+        assert set(repo.list_pending_edits(conn, org.id, fund.id, user.id)) == {"basics", "fees"}
+        repo.set_pending_edits(conn, org.id, fund.id, user.id, "basics", [], {})
+        assert set(repo.list_pending_edits(conn, org.id, fund.id, user.id)) == {"fees"}
+        conn.execute("DELETE FROM funds WHERE id = %s", (fund.id,))
+        left = conn.execute("SELECT count(*) AS n FROM wizard_pending_edits").fetchone()
+        assert left["n"] == 0
 
 
 def test_non_finite_spec_is_rejected(db: Any, org_user: tuple[Any, Any]) -> None:

@@ -71,18 +71,21 @@ def test_journey(web: Any, browser: Any) -> None:
     page.get_by_label("Investment period").fill("15")
     page.get_by_label("Fund life").focus()  # leaving the field formats it and autosaves
     assert page.get_by_label("Fund size (commitments)").input_value() == "75,000,000"
-    expect(page.locator("#save-status")).to_contain_text("Draft saved")
+    expect(page.locator("#save-status")).to_contain_text("Draft saved, except Investment period")
 
-    # The draft survives a reload; the invalid period was not stored.
+    # The draft survives a reload; the invalid period was not stored, but it is shown as
+    # typed, with its error and a note that it is not saved.
     page.reload()
     assert page.get_by_label("Fund name").input_value() == "Journey Fund I"
     assert page.get_by_label("Fund size (commitments)").input_value() == "75,000,000"
-    assert page.get_by_label("Investment period").input_value() == "5"
+    assert page.get_by_label("Investment period").input_value() == "15"
+    assert "Must be at most 10." in page.locator("#f-investment_period_years-error1").inner_text()
+    assert "Not saved yet: Investment period." in page.locator("#unsaved").inner_text()
     spec = _stored_spec(web, user.org_id)
     assert spec["fund_size"] == 75_000_000 and spec["vintage_year"] == 2024
+    assert spec["investment_period_years"] == 5
 
     # The server checks the step; the error is shown next to its field and summarised.
-    page.get_by_label("Investment period").fill("15")
     page.get_by_role("button", name="Save and continue", exact=True).last.click()
     error = page.locator("#f-investment_period_years-error1")
     assert "Must be at most 10." in error.inner_text()
@@ -131,6 +134,7 @@ def test_journey(web: Any, browser: Any) -> None:
     page.get_by_role("button", name="Publish fund").click()
     page.wait_for_url(re.compile(r".*/forecast$"))
     assert page.get_by_role("heading", name="Forecast: Journey Fund I").is_visible()
+    assert "Published version 1 (draft revision" in page.locator("main").inner_text()
     images = page.locator("figure.chart img")
     assert images.count() == 4
     for i in range(4):
@@ -142,7 +146,7 @@ def test_journey(web: Any, browser: Any) -> None:
     # The fund list shows the fund, published, with its forecast TVPI.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Funds").click()
     row = page.get_by_role("row", name=re.compile("Journey Fund I"))
-    assert "Published v" in row.inner_text()
+    assert "Published v1" in row.inner_text()  # the first publication, whatever the saves
     assert re.search(r"\d\.\d\dx", row.inner_text())
 
     # Simulation above the synchronous limit: a job with a progress bar, then results.

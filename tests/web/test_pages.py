@@ -23,6 +23,8 @@ from updog.store import repositories as repo
 pytestmark = [pytest.mark.db, pytest.mark.browser]
 
 FUND = json.loads((Path(__file__).parent / "fund.json").read_text())
+#: The form texts of the default fee tier.
+TIER = {"rate": "2", "basis": "committed", "start_year": "1", "end_year": ""}
 
 
 @dataclass
@@ -48,6 +50,20 @@ def site(web: Any, browser: Any) -> Iterator[Site]:
                 "name": "Growth Fund II",
                 "vintage_year": 2026,
                 "model_inputs_as_of": "2026-01-01",
+            },
+        )
+        # An added fee tier that overlaps the first: kept as typed, not saved.
+        repo.set_pending_edits(
+            conn,
+            user.org_id,
+            draft.id,
+            user.user_id,
+            "fees",
+            ["fees.tiers"],
+            {
+                "fees.tiers.__count": "2",
+                **{f"fees.tiers.0.{k}": v for k, v in TIER.items()},
+                **{f"fees.tiers.1.{k}": v for k, v in {**TIER, "rate": "1.5"}.items()},
             },
         )
     # A transaction of its own: a later created_at, so the list order is fixed.
@@ -91,6 +107,7 @@ PAGES: dict[str, tuple[Callable[[Site], str], bool, tuple[str, ...]]] = {
     "setup-construction": (lambda s: f"/funds/{s.fund_id}/setup/construction", True, ()),
     "setup-review": (lambda s: f"/funds/{s.fund_id}/setup/review", True, ()),
     "setup-errors": (lambda s: f"/funds/{s.draft_id}/setup/basics?check=1", True, ()),
+    "setup-unsaved": (lambda s: f"/funds/{s.draft_id}/setup/fees", True, ()),
     "review-errors": (lambda s: f"/funds/{s.draft_id}/setup/review", True, ()),
     "forecast": (lambda s: f"/funds/{s.fund_id}/forecast", True, ()),
     "simulations": (lambda s: f"/funds/{s.fund_id}/simulations", True, (".when",)),

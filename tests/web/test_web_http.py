@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,106 @@ def test_pages_keep_a_strict_csp(web: Any) -> None:
         assert "DejaVu Sans" in css.text
 
 
+def _stored(web: Any, fund_id: str) -> dict[str, Any]:
+    """The fund's draft spec as stored."""
+    with web.database.connection() as conn:
+        row = conn.execute("SELECT org_id FROM funds WHERE id = %s", (fund_id,)).fetchone()
+        fund = repo.get_fund(conn, row["org_id"], uuid.UUID(fund_id))
+    assert fund is not None
+    return dict(fund.spec)
+
+
+def _step_form(
+    web: Any, client: httpx.Client, fund_id: str, slug: str, typed: dict[str, str]
+) -> dict[str, str]:
+    """What the browser posts for a wizard step showing the stored draft, with ``typed``."""
+    step = forms.get_step(slug)
+    assert step is not None
+    state = forms.state_from_spec(step, _stored(web, fund_id))
+    form = {**state.values, **{f"{k}.__count": str(n) for k, n in state.counts.items()}}
+    return {**form, "csrf_token": _csrf(client), **typed}
+
+
+def _field(html: str, key: str) -> str:
+    """The value attribute of the input named ``key`` on a page."""
+    match = re.search(rf'name="{re.escape(key)}" value="([^"]*)"', html)
+    assert match is not None, key
+    return match.group(1)
+
+
+#: The texts of the fee tier that "Add tier" appends to a one-tier fund.
+_PENDING_TIER = {"rate": "1.5", "basis": "committed", "start_year": "1", "end_year": ""}
+
+
+@pytest.mark.db
+def test_failed_step_keeps_what_was_typed_and_says_what_was_saved(web: Any) -> None:
+    """Issue 11, item 12: a step that fails validation saves its valid fields, says which
+    were not saved, and keeps the invalid entries as typed (a negative fund size, an
+    investment period of 12, an added overlapping fee tier) so a reload shows them with
+    their errors; discarding them, or fixing them, clears them."""
+    create_user(web.database, "typed@example.com")
+    with _signed_in(web, "typed@example.com") as client:
+        r = client.post("/funds", data={"csrf_token": _csrf(client)})
+        basics = r.headers["location"]
+        fund_id = basics.split("/")[2]
+        typed = {"name": "Typed Fund I", "fund_size": "-5", "investment_period_years": "12"}
+        r = client.post(
+            basics,
+            data={**_step_form(web, client, fund_id, "basics", typed), "_action": "autosave"},
+        )
+        body = r.json()
+        assert body["saved"] is True
+        assert body["not_saved"] == ["Fund size (commitments)", "Investment period"]
+        assert body["message"].startswith("Draft saved, except Fund size (commitments), ")
+        stored = _stored(web, fund_id)
+        assert stored["name"] == "Typed Fund I" and "fund_size" not in stored
+        assert stored["investment_period_years"] == 5
+
+        # A reload shows the entries as typed, each with its error, and says they are unsaved.
+        page = client.get(basics).text
+        assert _field(page, "fund_size") == "-5"
+        assert _field(page, "investment_period_years") == "12"
+        assert _field(page, "name") == "Typed Fund I"
+        assert 'id="f-fund_size-error1"' in page and "Must be at most 10." in page
+        assert "Not saved yet:</strong> Fund size (commitments), Investment period." in page
+
+        # An added fee tier that overlaps the first is kept, not dropped.
+        fees = basics.replace("/basics", "/fees")
+        r = client.post(
+            fees,
+            data={**_step_form(web, client, fund_id, "fees", {}), "_action": "add:fees.tiers"},
+        )
+        assert r.status_code == 200
+        assert "Not saved: Management fees › Fee tiers." in r.text
+        assert len(_stored(web, fund_id)["fees"]["tiers"]) == 1
+        page = client.get(fees).text
+        assert _field(page, "fees.tiers.__count") == "2"
+        assert _field(page, "fees.tiers.1.rate") == "1.5"
+        assert "Fee tiers must be in order and must not overlap." in page
+
+        review = client.get(basics.replace("/basics", "/review")).text
+        assert "Not saved, so not part of this draft" in review
+        assert "Fund size (commitments), Investment period" in review
+
+        # Discarding shows the draft again; fixing saves and clears the pending entries.
+        r = client.post(basics, data={"csrf_token": _csrf(client), "_action": "discard"})
+        assert r.status_code == 303
+        page = client.get(basics).text
+        assert _field(page, "investment_period_years") == "5" and "Not saved yet" not in page
+        fixed = {
+            "fees.tiers.__count": "2",
+            "fees.tiers.0.end_year": "5",
+            **{f"fees.tiers.1.{k}": v for k, v in _PENDING_TIER.items()},
+            "fees.tiers.1.start_year": "6",
+            "_action": "continue",
+        }
+        r = client.post(fees, data={**_step_form(web, client, fund_id, "fees", fixed)})
+        assert r.status_code == 303 and r.headers["location"].endswith("/setup/stages")
+        tiers = _stored(web, fund_id)["fees"]["tiers"]
+        assert [(t["start_year"], t.get("end_year")) for t in tiers] == [(1, 5), (6, None)]
+        assert "Not saved yet" not in client.get(fees).text
+
+
 @pytest.mark.db
 def test_first_publication_is_version_1(web: Any) -> None:
     """Issue 11, item 13: after seven autosaves the first publication is "version 1"; the
@@ -130,21 +232,16 @@ def test_first_publication_is_version_1(web: Any) -> None:
     spec = json.loads((Path(__file__).parent / "fund.json").read_text())
     with web.database.connection() as conn:
         fund = repo.create_fund(conn, user.org_id, user.user_id, spec["name"], spec)
-        for size in range(7):  # what seven autosaves of the wizard do
+        for size in range(7):  # what seven autosaves of the wizard do: draft revision 8
             fund = repo.replace_draft(
                 conn, user.org_id, fund.id, {**spec, "fund_size": 50_000_000 + size}, size + 1
             )
-    assert fund.draft_revision == 8
     with _signed_in(web, user.email) as client:
-        review = client.get(f"/funds/{fund.id}/setup/review").text
-        assert "Publishing makes this draft (revision 8) version 1 of the fund." in review
-        r = client.post(
-            f"/funds/{fund.id}/publish", data={"csrf_token": _csrf(client), "revision": "8"}
-        )
+        r = client.post(f"/funds/{fund.id}/publish", data={"csrf_token": _csrf(client)})
         assert r.status_code == 303, r.text
         forecast = client.get(r.headers["location"]).text
-        assert "Published version 1 (draft revision 8)." in forecast
         assert "Published version 8" not in forecast
+        assert "Published version 1 (draft revision 8)." in forecast
         assert "Published v1" in client.get("/funds").text
         with web.database.connection() as conn:
             repo.replace_draft(conn, user.org_id, fund.id, spec, 8)
@@ -152,6 +249,10 @@ def test_first_publication_is_version_1(web: Any) -> None:
         assert "Published v1" in listing and "Unpublished changes" in listing
         review = client.get(f"/funds/{fund.id}/setup/review").text
         assert "Publishing makes this draft (revision 9) version 2 of the fund." in review
+        r = client.post(
+            f"/funds/{fund.id}/publish", data={"csrf_token": _csrf(client), "revision": "9"}
+        )
+        assert "Published version 2 (draft revision 9)." in client.get(r.headers["location"]).text
 
 
 @pytest.mark.parametrize(
@@ -214,3 +315,32 @@ def test_invalid_fields_keep_their_stored_value() -> None:
     assert errors == {}
     saved = forms.savable(spec, candidate, errors)
     assert saved is not None and saved["stages"][0]["exit_rate"] == spec["stages"][0]["exit_rate"]
+
+
+def test_held_back_names_the_entries_the_draft_did_not_take() -> None:
+    """Issue 11, item 12, without HTTP: the keys not saved, in form order, and their texts
+    shown over the stored draft."""
+    spec = forms.new_fund_spec(date(2025, 1, 1))
+    step = forms.get_step("basics")
+    assert step is not None
+    form = {
+        **forms.form_texts(step, spec),
+        "name": "Held I",
+        "fund_size": "-5",
+        "vintage_year": "soon",
+        "investment_period_years": "12",
+    }
+    candidate, errors = forms.parse_step(step, form, spec)
+    kept = forms.savable(spec, candidate, errors)
+    assert kept is not None and kept["name"] == "Held I"
+    held = forms.held_back(candidate, kept, errors, form)
+    assert held == ["fund_size", "vintage_year", "investment_period_years"]
+    texts = forms.pending_texts(form, held)
+    assert texts == {"fund_size": "-5", "vintage_year": "soon", "investment_period_years": "12"}
+    shown = forms.with_pending(step, kept, held, texts)
+    assert (shown["name"], shown["investment_period_years"]) == ("Held I", "12")
+    assert forms.save_message(step, held, changed=True) == (
+        "Draft saved, except Fund size (commitments), Vintage year, Investment period: the "
+        "draft keeps their last saved values until they are fixed."
+    )
+    assert forms.save_message(step, [], changed=True) == "Draft saved."

@@ -47,6 +47,7 @@ __all__ = [
     "NotFound",
     "NotPublished",
     "Organisation",
+    "PendingEdits",
     "SimulationRecord",
     "StaleVersion",
     "StoreError",
@@ -72,6 +73,7 @@ __all__ = [
     "identity_for_session",
     "identity_for_token",
     "list_funds",
+    "list_pending_edits",
     "list_tokens",
     "publish",
     "replace_draft",
@@ -79,6 +81,7 @@ __all__ = [
     "revoke_session",
     "revoke_token",
     "save_forecast",
+    "set_pending_edits",
     "set_simulation_progress",
     "spec_hash",
     "start_simulation",
@@ -259,6 +262,18 @@ class FundVersion:
     spec_hash: str
     created_at: datetime
     published_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEdits:
+    """What a user typed on a setup-wizard step and the draft did not take (it did not parse
+    or broke a draft rule): ``held`` names the spec keys not saved (dotted paths such as
+    ``fees.tiers``), ``texts`` holds the step form's texts under them, as typed."""
+
+    step: str
+    held: list[str]
+    texts: dict[str, str]
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -915,6 +930,62 @@ def get_spec(
         created_at=row["created_at"],
         published_at=row["published_at"],
     )
+
+
+# --------------------------------------------------------------------------- pending edits
+
+
+def set_pending_edits(
+    conn: Connection,
+    org_id: uuid.UUID,
+    fund_id: uuid.UUID,
+    user_id: uuid.UUID,
+    step: str,
+    held: list[str],
+    texts: Mapping[str, str],
+) -> None:
+    """Keep a user's pending edits of a wizard step of a fund (replacing earlier ones), or
+    forget them when ``held`` is empty. Raises :class:`NotFound` when keeping edits of a
+    fund that is missing or another organisation's."""
+    if not held:
+        conn.execute(
+            "DELETE FROM wizard_pending_edits p USING funds f "
+            "WHERE p.fund_id = f.id AND f.id = %s AND f.org_id = %s "
+            "AND p.user_id = %s AND p.step = %s",
+            (fund_id, org_id, user_id, step),
+        )
+        return
+    row = _one(
+        conn,
+        "INSERT INTO wizard_pending_edits (fund_id, user_id, step, held, texts) "
+        "SELECT f.id, %s, %s, %s, %s FROM funds f WHERE f.id = %s AND f.org_id = %s "
+        "ON CONFLICT (fund_id, user_id, step) DO UPDATE "
+        "SET held = EXCLUDED.held, texts = EXCLUDED.texts, updated_at = now() "
+        "RETURNING fund_id",
+        (user_id, step, Jsonb(list(held)), Jsonb(dict(texts)), fund_id, org_id),
+    )
+    if row is None:
+        raise NotFound(f"no fund {fund_id}")
+
+
+single_statement(set_pending_edits)
+
+
+def list_pending_edits(
+    conn: Connection, org_id: uuid.UUID, fund_id: uuid.UUID, user_id: uuid.UUID
+) -> dict[str, PendingEdits]:
+    """A user's pending edits of a fund, by wizard step (empty for another organisation's
+    fund)."""
+    rows = conn.execute(
+        "SELECT p.step, p.held, p.texts, p.updated_at FROM wizard_pending_edits p "
+        "JOIN funds f ON f.id = p.fund_id "
+        "WHERE p.fund_id = %s AND f.org_id = %s AND p.user_id = %s",
+        (fund_id, org_id, user_id),
+    ).fetchall()
+    return {row["step"]: _record(PendingEdits, row) for row in rows}
+
+
+single_statement(list_pending_edits)
 
 
 # --------------------------------------------------------------------------- forecasts

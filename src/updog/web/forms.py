@@ -10,6 +10,11 @@ A step is a tree of nodes: :class:`Input` (one field), :class:`Group` (a fieldse
 nested object, or over fields of the same level) and :class:`Repeat` (a list of items, with
 add/remove). Every input's form name is its dotted path in the spec (``stages.2.exit_rate``);
 an issue's JSON Pointer (``/stages/2/exit_rate``) maps to the same key.
+
+Saving a step (:func:`savable`, :func:`held_back`): every valid field goes into the draft; a
+field that does not parse or breaks a draft rule keeps its last saved value there, and what
+the user typed for it is kept as *pending* texts (:func:`pending_texts`) that the step shows
+again, with its errors, until it is fixed or discarded (:func:`with_pending`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -1120,6 +1125,108 @@ def savable(
                 return None
             _revert(work, old, parts if attempt == 0 else parts[:1])
     return None
+
+
+def _differences(new: Any, old: Any, key: str) -> Iterator[str]:
+    """Dotted keys where ``new`` and ``old`` differ (a list of another length differs as a
+    whole; a missing key equals null: either way the default applies)."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        for name in dict.fromkeys([*new, *old]):
+            yield from _differences(new.get(name), old.get(name), _join(key, name))
+    elif isinstance(new, list) and isinstance(old, list) and len(new) == len(old):
+        for i, (a, b) in enumerate(zip(new, old, strict=True)):
+            yield from _differences(a, b, f"{key}.{i}")
+    elif new != old:
+        yield key
+
+
+def _under(key: str, held: Iterable[str]) -> bool:
+    """Is ``key`` one of ``held`` or inside one of them?"""
+    return any(key == h or key.startswith(h + ".") for h in held)
+
+
+def held_back(
+    candidate: Mapping[str, Any],
+    kept: Mapping[str, Any],
+    unparsed: Iterable[str],
+    form: Mapping[str, str],
+) -> list[str]:
+    """The entries of ``candidate`` (what the form asked for) that ``kept`` (what
+    :func:`savable` lets the draft store) does not hold: fields that did not parse
+    (``unparsed``) and fields or lists that broke a draft rule. Dotted keys, none inside
+    another, in the order of the posted ``form``."""
+    keys = sorted({*unparsed, *_differences(dict(candidate), dict(kept), "")}, key=len)
+    outermost: list[str] = []
+    for key in keys:
+        if not _under(key, outermost):
+            outermost.append(key)
+    order = list(form)
+
+    def position(key: str) -> int:
+        return next((i for i, k in enumerate(order) if _under(k, [key])), len(order))
+
+    return sorted(outermost, key=position)
+
+
+def pending_texts(form: Mapping[str, str], held: Iterable[str]) -> dict[str, str]:
+    """The texts of ``form`` under the ``held`` keys (item counts of held lists included):
+    what the user typed and the draft did not take."""
+    held = list(held)
+    return {k: v for k, v in form.items() if _under(k, held)}
+
+
+def form_texts(step: Step, spec: Mapping[str, Any]) -> dict[str, str]:
+    """The texts the form of ``step`` posts for ``spec`` unchanged (defaults filled in)."""
+    state = FormState()
+    _flatten(step.nodes, view_spec(spec), "", state)
+    return state.values
+
+
+def with_pending(
+    step: Step, spec: Mapping[str, Any], held: Iterable[str], texts: Mapping[str, str]
+) -> dict[str, str]:
+    """The texts of ``step``'s form for ``spec``, except under the ``held`` keys, which
+    show the pending ``texts`` (see :func:`pending_texts`)."""
+    held = list(held)
+    form = {k: v for k, v in form_texts(step, spec).items() if not _under(k, held)}
+    form.update(texts)
+    return form
+
+
+def check_form(
+    step: Step, form: Mapping[str, str], spec: Mapping[str, Any], *, complete: bool
+) -> tuple[dict[str, Any], dict[str, str], FormState]:
+    """Read the texts of ``step``'s form against the draft ``spec``: the candidate spec (see
+    :func:`parse_step`), the parse errors by key, and the form showing the texts as typed
+    with every message next to its field (draft rules; with ``complete`` also what
+    publishing needs of this step)."""
+    candidate, parse_errors = parse_step(step, form, spec)
+    state = state_from_form(step, form, spec)
+    for key, message in parse_errors.items():
+        state.add_error(key, message)
+    place_issues(
+        step,
+        state,
+        [
+            issue
+            for issue in step_issues(step, candidate, complete=complete)
+            if field_for_issue(step, state, issue["path"]) not in parse_errors
+        ],
+    )
+    return candidate, parse_errors, state
+
+
+def save_message(step: Step, held: Iterable[str], *, changed: bool) -> str:
+    """What a save of ``step`` did, plainly: saved, or which fields were not saved."""
+    names = ", ".join(describe_key(step, key) for key in held)
+    if not names:
+        return "Draft saved." if changed else "No changes to save."
+    if changed:
+        return (
+            f"Draft saved, except {names}: the draft keeps their last saved values until "
+            "they are fixed."
+        )
+    return f"Not saved: {names}. The draft keeps their last saved values until they are fixed."
 
 
 def _level(nodes: Iterable[Node]) -> list[Node]:

@@ -4,6 +4,13 @@ Pages: sign in / out, fund list, the setup wizard (basics → fees and waterfall
 construction → review and publish), the forecast page and the simulation pages with CSV and
 JSON downloads.
 
+The wizard saves as the user types: each post of a step stores its valid fields as a new
+draft revision and keeps the entries it could not store as the user's pending edits (table
+``wizard_pending_edits``), shown again with their errors on the step and listed on the
+review, so nothing typed is lost and every message says what was and was not saved. Draft
+revisions and published versions are counted apart (publishing the first time makes version
+1, however many saves came before).
+
 Security: the session is the API's (``updog_session``, HttpOnly, SameSite=Lax; see
 :mod:`updog.api.auth`); every form carries the session's CSRF token in ``csrf_token`` (the
 value the API expects in ``X-CSRF-Token``, which the scripts send), and the sign-in form a
@@ -22,6 +29,7 @@ import io
 import json
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -473,7 +481,10 @@ def _render_step(
     *,
     status: int = 200,
     saved: str = "",
+    held: list[str] | None = None,
 ) -> HTMLResponse:
+    """The page of a wizard step: ``state`` is the form with its messages, ``saved`` what
+    the last save did, ``held`` the keys of entries shown as typed but not saved."""
     index = forms.STEP_SLUGS.index(step.slug)
     return render(
         page,
@@ -486,6 +497,7 @@ def _render_step(
         steps=_steps_nav(fund, step.slug),
         previous=forms.STEP_SLUGS[index - 1] if index > 0 else None,
         saved=saved,
+        held=held or [],
     )
 
 
@@ -505,33 +517,90 @@ async def wizard_step(request: Request, fund_id: str, slug: str) -> Response:
     step = forms.get_step(slug)
     if step is None:
         return _not_found(page, "setup step")
+    assert page.identity is not None
+    pending = await db_call(
+        request, repo.list_pending_edits, page.identity.org_id, fund.id, page.identity.user_id
+    )
+    check = bool(request.query_params.get("check"))
+    if step.slug in pending:  # what this user typed and the draft did not take
+        edits = pending[step.slug]
+        form = forms.with_pending(step, fund.spec, edits.held, edits.texts)
+        _candidate, _errors, state = forms.check_form(step, form, fund.spec, complete=check)
+        return _render_step(page, fund, step, state, held=edits.held)
     state = forms.state_from_spec(step, fund.spec)
-    if request.query_params.get("check"):
+    if check:
         forms.place_issues(step, state, forms.step_issues(step, fund.spec, complete=True))
     return _render_step(page, fund, step, state)
 
 
-async def _save(page: Page, fund: FundRecord, spec: dict[str, Any]) -> FundRecord:
-    assert page.identity is not None
-    if spec == fund.spec:
-        return fund
-    name = spec.get("name") if isinstance(spec.get("name"), str) else None
+def _store_step(
+    conn: Any,
+    identity: Identity,
+    fund: FundRecord,
+    slug: str,
+    spec: dict[str, Any],
+    held: list[str],
+    texts: dict[str, str],
+) -> FundRecord:
+    """One transaction: the draft's next revision (when ``spec`` changes it) and the user's
+    pending edits of the step (``held`` keys, typed ``texts``; none forgets them)."""
+    saved = fund
+    if spec != fund.spec:
+        saved = repo.replace_draft(
+            conn,
+            identity.org_id,
+            fund.id,
+            spec,
+            fund.draft_revision,
+            user_id=identity.user_id,
+            name=spec.get("name") if isinstance(spec.get("name"), str) else None,
+        )
+    repo.set_pending_edits(conn, identity.org_id, fund.id, identity.user_id, slug, held, texts)
+    return saved
+
+
+@dataclass(frozen=True)
+class StepSave:
+    """What posting a wizard step did: the fund after it, whether the draft changed, the
+    form as typed with its messages, and the keys of the entries not saved."""
+
+    fund: FundRecord
+    changed: bool
+    state: forms.FormState
+    held: list[str]
+
+
+async def _save_step(
+    page: Page, fund: FundRecord, step: forms.Step, form: dict[str, str], *, complete: bool
+) -> StepSave:
+    """Save what is valid of a posted step and keep the rest as the user's pending edits.
+
+    The form is read against the latest draft; when another tab saved meanwhile it is read
+    again against that one (three tries), so this step's fields win and the others stay."""
+    identity = page.identity
+    assert identity is not None
     tried = fund.draft_revision
     for _ in range(3):
         tried = fund.draft_revision
+        candidate, parse_errors, state = forms.check_form(step, form, fund.spec, complete=complete)
+        kept = forms.savable(fund.spec, candidate, parse_errors)
+        if kept is None:  # not even the valid fields make a draft: nothing is saved
+            kept = fund.spec
+        held = forms.held_back(candidate, kept, parse_errors, form)
         try:
-            return await db_call(
+            saved = await db_call(
                 page.request,
-                repo.replace_draft,
-                page.identity.org_id,
-                fund.id,
-                spec,
-                tried,
-                user_id=page.identity.user_id,
-                name=name,
+                _store_step,
+                identity,
+                fund,
+                step.slug,
+                kept,
+                held,
+                forms.pending_texts(form, held),
             )
-        except repo.StaleVersion:  # another tab saved meanwhile: this step's fields win
-            latest = await db_call(page.request, repo.get_fund, page.identity.org_id, fund.id)
+            return StepSave(saved, saved.draft_revision != fund.draft_revision, state, held)
+        except repo.StaleVersion:
+            latest = await db_call(page.request, repo.get_fund, identity.org_id, fund.id)
             if latest is None:
                 raise repo.NotFound(str(fund.id)) from None
             fund = latest
@@ -545,33 +614,37 @@ async def wizard_post(request: Request, fund_id: str, slug: str) -> Response:
     if isinstance(checked, Response):
         return checked
     page, form = checked
+    identity = page.identity
+    assert identity is not None
     fund = await _fund(page, fund_id)
     step = forms.get_step(slug)
     if fund is None or step is None:
         return _not_found(page)
     action = form.get("_action", "continue")
+    if action == "discard":  # forget what this user typed and the draft did not take
+        await db_call(
+            request,
+            repo.set_pending_edits,
+            identity.org_id,
+            fund.id,
+            identity.user_id,
+            step.slug,
+            [],
+            {},
+        )
+        return RedirectResponse(f"/funds/{fund.id}/setup/{step.slug}", status_code=303)
     if action.startswith(("add:", "remove:")):
         form = forms.restructure(step, form, action, fund.spec)
-    candidate, parse_errors = forms.parse_step(step, form, fund.spec)
-    to_store = forms.savable(fund.spec, candidate, parse_errors)
-    if to_store is not None:
-        fund = await _save(page, fund, to_store)
     complete = action in ("continue", "check")
-    issues = forms.step_issues(step, candidate, complete=complete)
-    state = forms.state_from_form(step, form, fund.spec)
-    for key, message in parse_errors.items():
-        state.add_error(key, message)
-    forms.place_issues(
-        step,
-        state,
-        [i for i in issues if forms.field_for_issue(step, state, i["path"]) not in parse_errors],
-    )
+    done = await _save_step(page, fund, step, form, complete=complete)
+    message = forms.save_message(step, done.held, changed=done.changed)
     if action == "autosave":
         return JSONResponse(
             {
-                "saved": to_store is not None,
-                "draft_revision": fund.draft_revision,
-                "errors": state.error_count,
+                "saved": done.changed,
+                "draft_revision": done.fund.draft_revision,
+                "not_saved": [forms.describe_key(step, key) for key in done.held],
+                "message": message,
             },
             headers={"Cache-Control": "no-store"},
         )
@@ -580,13 +653,19 @@ async def wizard_post(request: Request, fund_id: str, slug: str) -> Response:
         return RedirectResponse(
             f"/funds/{fund.id}/setup/{forms.STEP_SLUGS[index - 1]}", status_code=303
         )
-    if action == "continue" and not state.errors:
+    if action == "continue" and not done.state.errors and not done.held:
         return RedirectResponse(
             f"/funds/{fund.id}/setup/{forms.STEP_SLUGS[index + 1]}", status_code=303
         )
-    status = 422 if state.errors and complete else 200
-    saved = "Draft saved." if to_store is not None else "Not saved: fix the marked fields."
-    return _render_step(page, fund, step, state, status=status, saved=saved)
+    return _render_step(
+        page,
+        done.fund,
+        step,
+        done.state,
+        status=422 if (done.state.errors or done.held) and complete else 200,
+        saved=message,
+        held=done.held,
+    )
 
 
 def _review_sections(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -694,8 +773,25 @@ def _issue_links(fund: FundRecord, issues: list[Any]) -> list[dict[str, str]]:
     return out
 
 
+def _unsaved_steps(fund: FundRecord, pending: dict[str, repo.PendingEdits]) -> list[dict[str, str]]:
+    """Per wizard step with pending edits: its title, the fields not saved, and its link."""
+    return [
+        {
+            "step": step.title,
+            "fields": ", ".join(forms.describe_key(step, key) for key in pending[step.slug].held),
+            "href": f"/funds/{fund.id}/setup/{step.slug}",
+        }
+        for step in forms.STEPS
+        if step.slug in pending
+    ]
+
+
 async def _review(page: Page, fund: FundRecord, *, status: int = 200, note: str = "") -> Response:
+    assert page.identity is not None
     spec, errors, warnings = await run_in_threadpool(validate_publish, fund.spec)
+    pending = await db_call(
+        page.request, repo.list_pending_edits, page.identity.org_id, fund.id, page.identity.user_id
+    )
     return render(
         page,
         "wizard_review.html",
@@ -706,6 +802,7 @@ async def _review(page: Page, fund: FundRecord, *, status: int = 200, note: str 
         sections=_review_sections(fund.spec),
         errors=_issue_links(fund, errors),
         warnings=_issue_links(fund, warnings),
+        unsaved=_unsaved_steps(fund, pending),
         publishable=spec is not None,
         already=fund.published_revision == fund.draft_revision,
         next_version=(fund.published_version or 0) + 1,

@@ -9,7 +9,8 @@
   }
 
   // Drafts save as you go: every change of a wizard field posts the step's form with
-  // _action=autosave; the server keeps every field that is valid.
+  // _action=autosave; the server saves every field that is valid, keeps the others as typed
+  // (a reload shows them with their errors) and says which were not saved.
   function setupAutosave(form) {
     var status = document.getElementById("save-status");
     var timer = null;
@@ -33,9 +34,7 @@
         if (!status) { return; }
         if (!data) { status.textContent = "Could not save the draft; your entries are still here."; return; }
         var time = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-        status.textContent = data.saved
-          ? "Draft saved at " + time + "." + (data.errors ? " Some fields need attention; they are checked when you continue." : "")
-          : "Not saved yet: some fields need attention.";
+        status.textContent = time + ": " + data.message;
       }).catch(function () {
         if (status) { status.textContent = "Could not save the draft; check your connection."; }
       }).finally(function () {
