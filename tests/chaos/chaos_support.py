@@ -349,7 +349,7 @@ def deadlock(stack: ChaosStack) -> Result:
     with stack.client() as c:
         fid = stack.create_fund(c, _names("dl", 1)[0]).json()["id"]
         etag, fund = _draft(c, fid)
-    next_version = int(fund.get("draft_version", 1)) + 1
+    next_version = int(fund["draft_revision"]) + 1
     outside_error: list[str] = []
     with psycopg.connect(stack.direct_url) as other:
         # make the API's backend the one that detects the deadlock (it waits 1 s, we 10 s)
