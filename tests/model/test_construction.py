@@ -115,10 +115,9 @@ def test_reserve_need_is_graduation_rate_times_participation_times_the_pro_rata_
 def test_a_company_past_its_event_needs_nothing_more() -> None:
     tables = _ladder_tables(quarters=8, invest_until=8, participation=1.0)
     one = np.array([0])
-    assert tables.conditional(one, one, one, np.array([1]), np.array([0.1]))[0] == 0.0
-    assert tables.conditional(one, one, one, np.array([0]), np.array([0.1]))[0] == pytest.approx(
-        0.5 * 0.1 * 10e6
-    )
+    row = tables.row(one, one, one)  # entered the first stage in the first quarter
+    assert tables.conditional(row, 1, np.array([0.1]))[0] == 0.0
+    assert tables.conditional(row, 0, np.array([0.1]))[0] == pytest.approx(0.5 * 0.1 * 10e6)
 
 
 def test_derived_construction_fills_the_investable_capital_with_checks_and_their_need() -> None:

@@ -55,13 +55,35 @@ class NeedTables:
     per_company: Array
     survival: Array
     #: ``per_ownership`` and ``per_company`` divided by ``survival`` (0 where no company can
-    #: still be alive), flattened: the conditional tables of :meth:`conditional`.
+    #: still be alive), re-indexed by the current quarter instead of the lag — shape
+    #: (allocations, stages, quarters entered, current quarter) — flattened and followed by
+    #: one row of zeros (:attr:`no_need_row`): the conditional tables of :meth:`conditional`.
     conditional_ownership: Array
     conditional_company: Array
 
     @property
     def lags(self) -> int:
         return int(self.survival.shape[1])
+
+    @property
+    def quarters(self) -> int:
+        return int(self.per_ownership.shape[2])
+
+    @property
+    def no_need_row(self) -> int:
+        """A :meth:`row` whose need is 0 in every quarter: companies not (or no longer) held."""
+        return int(self.conditional_ownership.size - self.quarters)
+
+    def row(
+        self, allocation: NDArray[np.int64], stage: NDArray[np.int64], entered: NDArray[np.int64]
+    ) -> NDArray[np.int64]:
+        """Row of the conditional tables for companies of ``allocation`` that entered ``stage``
+        in quarter ``entered`` (arrays of one shape); :meth:`conditional` reads it at the
+        current quarter. A simulation keeps one row per held company and updates it only when
+        the company changes stage, so a quarter's need costs one gather."""
+        _, stages, quarters, _ = self.per_ownership.shape
+        out: NDArray[np.int64] = ((allocation * stages + stage) * quarters + entered) * quarters
+        return out
 
     def at_entry(
         self,
@@ -78,22 +100,13 @@ class NeedTables:
         )
         return out
 
-    def conditional(
-        self,
-        allocation: NDArray[np.int64],
-        stage: NDArray[np.int64],
-        entered: NDArray[np.int64],
-        elapsed: NDArray[np.int64],
-        ownership: Array,
-    ) -> Array:
-        """Expected follow-on need (dollars) of live companies that entered ``stage`` in
-        quarter ``entered`` and have had no event for ``elapsed`` quarters (arrays of one
-        shape), given that they are still alive."""
-        _, stages, quarters, lags = self.per_ownership.shape
-        flat = ((allocation * stages + stage) * quarters + entered) * lags
-        flat += np.minimum(elapsed, lags - 1)
-        out: Array = ownership * self.conditional_ownership.take(flat)
-        out += self.conditional_company.take(flat)
+    def conditional(self, row: NDArray[np.int64], quarter: int, ownership: Array) -> Array:
+        """Expected follow-on need (dollars) in ``quarter`` of live companies at table ``row``
+        (:meth:`row`; entered their stage in a quarter ≤ ``quarter`` and have had no event
+        since) holding ``ownership`` (arrays of one shape), given that they are still alive."""
+        at = row + quarter
+        out: Array = ownership * self.conditional_ownership.take(at)
+        out += self.conditional_company.take(at)
         return out
 
 
@@ -148,8 +161,18 @@ def need_tables(
     per_own[~pro_rata] = 0.0
     per_co[pro_rata] = 0.0
     alive = surv[None, :, None, :]
+    # By current quarter: column ``now`` of row ``entered`` is lag ``now − entered`` (the last
+    # lag past it; quarters before the entry are never read).
+    lag = np.clip(t[None, :] - t[:, None], 0, lags - 1)  # (entered, now)
     conditional = [
-        np.divide(table, alive, out=np.zeros(table.shape), where=alive > 0.0).ravel()
+        np.concatenate(
+            [
+                np.divide(table, alive, out=np.zeros(table.shape), where=alive > 0.0)[
+                    :, :, t[:, None], lag
+                ].ravel(),
+                np.zeros(quarters),
+            ]
+        )
         for table in (per_own, per_co)
     ]
     return NeedTables(

@@ -170,23 +170,12 @@ class BlockStreams:
         return uniforms, np.exp(self.volatility * z - 0.5 * self.volatility**2)
 
 
-def _live_need(
-    plan: Plan,
-    quarter: int,
-    event_q: NDArray[np.int64],
-    stage: NDArray[np.int64],
-    stage_q: NDArray[np.int64],
-    own: Array,
-) -> Array:
+def _live_need(plan: Plan, quarter: int, need_row: NDArray[np.int64], own: Array) -> Array:
     """Expected follow-on need (dollars) of each path's live companies at ``quarter``, shape
     (paths,): :meth:`updog.model.reserves.NeedTables.conditional` summed over the companies
-    whose next event is still to come (arrays of shape (paths, companies), or any rows of
-    them)."""
-    need = plan.needs.conditional(
-        plan.companies.allocation[None, :], stage, stage_q, quarter - stage_q, own
-    )
-    need *= event_q != NEVER
-    out: Array = need.sum(axis=1)
+    (``need_row`` and ``own`` of shape (paths, companies), or any rows of them; companies not
+    held have the table's no-need row)."""
+    out: Array = plan.needs.conditional(need_row, quarter, own).sum(axis=1)
     return out
 
 
@@ -211,6 +200,12 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
     quarters = plan.quarters
     n_comp = len(co.entry_quarter)
     n_stage = len(plan.stages.round_size)
+    # Only candidates placed before quarter q can be held in it: the columns below held_upto[q]
+    # (candidates are placed in entry order, so most quarters of the investment period look
+    # at a prefix of the columns).
+    held_upto = [
+        int(np.flatnonzero(co.entry_quarter < q).max(initial=-1)) + 1 for q in range(quarters)
+    ]
     step = np.zeros((paths, n_comp), dtype=np.int64)  # stages passed through so far
     multiple_u = DRAWS_PER_STAGE * n_stage
     round_size = plan.stages.round_size
@@ -220,13 +215,16 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
     ledger = FundLedger(spec, plan, paths, quarters)
 
     stage = np.broadcast_to(co.entry_stage, (paths, n_comp)).copy()
-    stage_q = np.broadcast_to(co.entry_quarter, (paths, n_comp)).copy()  # entered current stage
     own = np.broadcast_to(co.initial_check / post[co.entry_stage], (paths, n_comp)).copy()
     cost = np.zeros((paths, n_comp))
     disc = np.zeros((paths, n_comp))  # Σ contributions × g^(−quarter), American pref
     fate, delay = _fate(t, stage, uniforms[:, :, 0], uniforms[:, :, 1])
     entered = np.zeros((paths, n_comp), dtype=np.bool_)
     event_q = np.full((paths, n_comp), NEVER, dtype=np.int64)
+    # Row of the reserve-need tables of each held company (its allocation, stage and the
+    # quarter it entered it); the no-need row when it is not (or no longer) held.
+    need_row = np.full((paths, n_comp), plan.needs.no_need_row, dtype=np.int64)
+    entry_row = plan.needs.row(co.allocation, co.entry_stage, co.entry_quarter)
 
     nav_now = np.zeros(paths)
     cost_now = np.zeros(paths)
@@ -244,7 +242,8 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
     for q in range(quarters):
         available = ledger.investable(q)
         spent = np.zeros(paths)
-        p_idx, c_idx = np.nonzero(event_q == q)
+        upto = held_upto[q]
+        p_idx, c_idx = np.nonzero(event_q[:, :upto] == q)
         if p_idx.size:
             s = stage[p_idx, c_idx]
             f = fate[p_idx, c_idx]
@@ -268,6 +267,7 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                 nav_now -= np.bincount(p_idx[gone], value_before[gone], paths)
                 cost_now -= np.bincount(p_idx[gone], cost[p_idx[gone], c_idx[gone]], paths)
                 event_q[p_idx[gone], c_idx[gone]] = NEVER
+                need_row[p_idx[gone], c_idx[gone]] = plan.needs.no_need_row
 
             gr = f == GRADUATE
             if gr.any():
@@ -289,7 +289,7 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                 funded = demand * np.minimum(phi, 1.0)[gp_]
                 own[gp_, gc] = o[gr] * keep[ns]
                 stage[gp_, gc] = ns
-                stage_q[gp_, gc] = q
+                need_row[gp_, gc] = plan.needs.row(co.allocation[gc], ns, np.full(gc.size, q))
                 step[gp_, gc] = k + 1
                 if redeploy and plan.investment_quarters <= q < plan.invest_until:
                     # Capital the fund no longer expects to need funds the follow-ons it
@@ -301,9 +301,7 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                         surplus = np.zeros(paths)
                         surplus[rows] = np.maximum(
                             (available - spent - np.bincount(gp_, funded, paths))[rows]
-                            - _live_need(
-                                plan, q, event_q[rows], stage[rows], stage_q[rows], own[rows]
-                            ),
+                            - _live_need(plan, q, need_row[rows, :upto], own[rows, :upto]),
                             0.0,
                         )
                         wanted = np.bincount(gp_, extra, paths)
@@ -330,7 +328,7 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                     available
                     - spent
                     + plan.reinvestable_ahead[q]
-                    - _live_need(plan, q, event_q, stage, stage_q, own)
+                    - _live_need(plan, q, need_row[:, :upto], own[:, :upto])
                     - rules.plan_ahead[q]
                 )
             for c in entering:
@@ -347,6 +345,7 @@ def sample_portfolio(spec: FundSpec, plan: Plan, uniforms: Array, market: Array)
                 amount = check * enter
                 entered[:, c] = enter
                 event_q[enter, c] = q + delay[enter, c]
+                need_row[enter, c] = entry_row[c]
                 cost[:, c] = amount
                 disc[:, c] = amount * rules.discount(q)
                 nav_now += amount
