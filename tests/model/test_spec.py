@@ -274,9 +274,23 @@ def test_warnings_do_not_block() -> None:
 
 
 def test_a_reserve_ratio_is_ignored_by_a_derived_construction_and_says_so() -> None:
+    ratio, mode = (
+        _set("/construction/reserve_ratio", 0.5),
+        _set("/construction/mode", "derived"),
+    )
+    spec, errors, warnings = validate_publish(_spec_with(lambda d: (ratio(d), mode(d))))
+    assert spec is not None and errors == [] and spec.construction.mode == "derived"
+    assert "RESERVE_RATIO_IGNORED" in [w["code"] for w in warnings]
+
+
+def test_a_fund_written_with_a_reserve_ratio_and_no_mode_keeps_its_reserve_ratio() -> None:
+    # Funds from before the derived mode (and v1 clients that never send a mode) asked for a
+    # reserve ratio: they keep that construction rather than being silently re-planned.
     spec, errors, warnings = validate_publish(_spec_with(_set("/construction/reserve_ratio", 0.5)))
     assert spec is not None and errors == []
-    assert "RESERVE_RATIO_IGNORED" in [w["code"] for w in warnings]
+    assert spec.construction.mode == "reserve_ratio" and spec.construction.reserve_ratio == 0.5
+    assert "RESERVE_RATIO_IGNORED" not in [w["code"] for w in warnings]
+    assert validate_publish(_spec_with(lambda d: None))[0].construction.mode == "derived"
 
 
 @pytest.mark.parametrize(("carry", "catch_up"), [(0.2, 0.1), (0.2, 0.2), (0.3, 0.25)])

@@ -335,7 +335,9 @@ class Construction(_Model):
     """Portfolio construction: allocations by entry stage, how the number of companies and the
     reserves are set (``mode``), what happens to unneeded reserves, the safety margin on the
     fee budget and the deployment pacing. ``reserve_ratio`` is read in ``reserve_ratio`` mode
-    only."""
+    only. ``mode`` defaults to ``derived``, except for a construction that gives a
+    ``reserve_ratio`` and no ``mode``: funds written before the derived mode existed (engine
+    0.2, API v1 clients) keep the reserve-ratio construction they asked for."""
 
     allocations: Annotated[list[Allocation], Field(min_length=1, max_length=MAX_ALLOCATIONS)]
     mode: ConstructionMode = ConstructionMode.derived
@@ -343,6 +345,13 @@ class Construction(_Model):
     unused_reserves: UnusedReserves = UnusedReserves.redeploy
     fee_budget_margin: Ratio = DEFAULT_FEE_BUDGET_MARGIN
     deployment_curve: DeploymentCurve = DeploymentCurve.linear
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mode_of_a_reserve_ratio(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "reserve_ratio" in data and "mode" not in data:
+            return {**data, "mode": ConstructionMode.reserve_ratio.value}
+        return data
 
 
 #: Default market volatility, calibrated to the vintage-to-vintage dispersion of US venture
