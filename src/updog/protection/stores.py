@@ -15,7 +15,7 @@ def redis_pool(url: str, timeout: float) -> Any:
     """A ``redis.asyncio.ConnectionPool`` for ``url`` with ``timeout``-second sockets."""
     from redis.asyncio import ConnectionPool
     from redis.backoff import NoBackoff
-    from redis.retry import Retry
+    from redis.asyncio.retry import Retry
 
     return ConnectionPool.from_url(
         url,
