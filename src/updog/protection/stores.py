@@ -14,8 +14,8 @@ from typing import Any
 def redis_pool(url: str, timeout: float) -> Any:
     """A ``redis.asyncio.ConnectionPool`` for ``url`` with ``timeout``-second sockets."""
     from redis.asyncio import ConnectionPool
-    from redis.backoff import NoBackoff
     from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
     return ConnectionPool.from_url(
         url,
