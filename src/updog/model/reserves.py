@@ -55,9 +55,12 @@ class NeedTables:
     per_company: Array
     survival: Array
     #: ``per_ownership`` and ``per_company`` divided by ``survival`` (0 where no company can
-    #: still be alive), re-indexed by the current quarter instead of the lag — shape
-    #: (allocations, stages, quarters entered, current quarter) — flattened and followed by
-    #: one row of zeros (:attr:`no_need_row`): the conditional tables of :meth:`conditional`.
+    #: still be alive), re-indexed by the current quarter instead of the lag and laid out
+    #: current quarter first — shape (current quarter, :attr:`rows` + 1): a row per
+    #: (allocation, stage, quarter entered) and a last column of zeros (:attr:`no_need_row`)
+    #: — flattened: the conditional tables of :meth:`conditional`. One quarter's entries are
+    #: contiguous, so a simulation reading every held company's need in a quarter touches a
+    #: few kilobytes, not the whole table.
     conditional_ownership: Array
     conditional_company: Array
 
@@ -70,9 +73,15 @@ class NeedTables:
         return int(self.per_ownership.shape[2])
 
     @property
+    def rows(self) -> int:
+        """Rows of the conditional tables: allocations × stages × quarters entered."""
+        allocations, stages, quarters, _ = self.per_ownership.shape
+        return int(allocations * stages * quarters)
+
+    @property
     def no_need_row(self) -> int:
         """A :meth:`row` whose need is 0 in every quarter: companies not (or no longer) held."""
-        return int(self.conditional_ownership.size - self.quarters)
+        return self.rows
 
     def row(
         self, allocation: NDArray[np.int64], stage: NDArray[np.int64], entered: NDArray[np.int64]
@@ -82,7 +91,7 @@ class NeedTables:
         current quarter. A simulation keeps one row per held company and updates it only when
         the company changes stage, so a quarter's need costs one gather."""
         _, stages, quarters, _ = self.per_ownership.shape
-        out: NDArray[np.int64] = ((allocation * stages + stage) * quarters + entered) * quarters
+        out: NDArray[np.int64] = (allocation * stages + stage) * quarters + entered
         return out
 
     def at_entry(
@@ -104,7 +113,7 @@ class NeedTables:
         """Expected follow-on need (dollars) in ``quarter`` of live companies at table ``row``
         (:meth:`row`; entered their stage in a quarter ≤ ``quarter`` and have had no event
         since) holding ``ownership`` (arrays of one shape), given that they are still alive."""
-        at = row + quarter
+        at = row + quarter * (self.rows + 1)
         out: Array = ownership * self.conditional_ownership.take(at)
         out += self.conditional_company.take(at)
         return out
@@ -164,17 +173,13 @@ def need_tables(
     # By current quarter: column ``now`` of row ``entered`` is lag ``now − entered`` (the last
     # lag past it; quarters before the entry are never read).
     lag = np.clip(t[None, :] - t[:, None], 0, lags - 1)  # (entered, now)
-    conditional = [
-        np.concatenate(
-            [
-                np.divide(table, alive, out=np.zeros(table.shape), where=alive > 0.0)[
-                    :, :, t[:, None], lag
-                ].ravel(),
-                np.zeros(quarters),
-            ]
-        )
-        for table in (per_own, per_co)
-    ]
+    conditional = []
+    for table in (per_own, per_co):
+        by_now = np.divide(table, alive, out=np.zeros(table.shape), where=alive > 0.0)[
+            :, :, t[:, None], lag
+        ]  # (allocations, stages, entered, now)
+        rows = np.moveaxis(by_now, 3, 0).reshape(quarters, -1)
+        conditional.append(np.hstack([rows, np.zeros((quarters, 1))]).ravel())
     return NeedTables(
         per_ownership=per_own,
         per_company=per_co,

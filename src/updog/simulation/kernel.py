@@ -235,6 +235,7 @@ def live_need(
     need_ownership: NDArray[np.float64],
     need_company: NDArray[np.float64],
     need_row: NDArray[np.int64],
+    no_need_row: int,
     own: NDArray[np.float64],
     path: int,
     upto: int,
@@ -244,8 +245,13 @@ def live_need(
     """Expected follow-on need (dollars) of a path's live companies among the first ``upto``
     at ``quarter``: :meth:`updog.model.reserves.NeedTables.conditional` summed over them
     (``scratch`` holds the terms, length ≥ ``upto``)."""
+    base = quarter * (no_need_row + 1)
     for c in range(upto):
-        at = need_row[path, c] + quarter
+        row = need_row[path, c]
+        if row == no_need_row:  # not held: own × 0 + 0 (a +0.0 in the sum changes nothing)
+            scratch[c] = 0.0
+            continue
+        at = base + row
         scratch[c] = own[path, c] * need_ownership[at] + need_company[at]
     return pairwise_sum(scratch, 0, upto)
 
@@ -393,9 +399,7 @@ def quarter_step(
             n_grad += 1
             own[p, c] = o * keep[ns]
             stage[p, c] = ns
-            need_row[p, c] = (
-                (allocation[c] * need_stages + ns) * need_quarters + q
-            ) * need_quarters
+            need_row[p, c] = (allocation[c] * need_stages + ns) * need_quarters + q
             step[p, c] = k + 1
         proceeds[p] = realised_sum
         deal_carry[p] = carry_sum
@@ -413,7 +417,9 @@ def quarter_step(
                 for i in range(n_grad):
                     funded_sum += funded[i]
                     wanted += size[i] * (0.0 if joins[i] else 1.0)
-                need = live_need(need_ownership, need_company, need_row, own, p, upto, q, scratch)
+                need = live_need(
+                    need_ownership, need_company, need_row, no_need_row, own, p, upto, q, scratch
+                )
                 surplus = max((available[p] - spent - funded_sum) - need, 0.0)
                 psi = surplus / wanted if wanted > 0.0 else 0.0
                 extra_share = min(psi, 1.0)
@@ -453,7 +459,9 @@ def quarter_step(
         if entering.size:
             uncommitted = 0.0
             if redeploy:
-                need = live_need(need_ownership, need_company, need_row, own, p, upto, q, scratch)
+                need = live_need(
+                    need_ownership, need_company, need_row, no_need_row, own, p, upto, q, scratch
+                )
                 uncommitted = available[p] - spent + reinvestable_q - need - plan_ahead_q
             for c in entering:
                 check = initial_check[c]
