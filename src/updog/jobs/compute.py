@@ -54,8 +54,9 @@ R = TypeVar("R")
 START_TIMEOUT = 120.0
 #: Seconds between looks at the compute process (progress, limits, ``should_stop``).
 WATCH_INTERVAL = 0.1
-#: Modules the forkserver imports once, so each compute process starts warm.
-PRELOAD = ["updog.simulation.engine", "updog.model.spec", "updog.jobs.compute"]
+#: Modules the forkserver imports once, so each compute process starts warm (with the
+#: engines' compiled kernels in memory: :mod:`updog.simulation.warm`).
+PRELOAD = ["updog.simulation.warm", "updog.model.spec", "updog.jobs.compute"]
 
 _PR_SET_PDEATHSIG = 1
 

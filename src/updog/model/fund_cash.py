@@ -66,6 +66,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from updog.model import cash_kernel as ck
 from updog.model.guards import EngineGuardError
 from updog.model.plan import Plan
 from updog.model.spec import FeeBasis, FundSpec, WaterfallType
@@ -123,36 +124,6 @@ class FundCash:
     net_nav: Array
 
 
-@dataclass
-class _WaterfallState:
-    paid_in: Array
-    returned: Array
-    pref_due: Array
-    pref_paid: Array
-    catch_up_paid: Array
-
-
-def _split(
-    state: _WaterfallState, amount: Array, carry: float, catch_up: float
-) -> tuple[Array, Array, Array, Array]:
-    """Split ``amount`` (paths,) through the tiers without changing ``state``. Returns arrays
-    of shape (paths,): return of capital, preferred return, catch-up tier dollars (LP + GP),
-    and the GP's total share (catch-up plus carry); the LP gets ``amount`` − GP share.
-    ``catch_up`` is 0 (no catch-up) or above ``carry`` (FundSpec refuses anything else)."""
-    roc = np.minimum(amount, np.maximum(state.paid_in - state.returned, 0.0))
-    rest = amount - roc
-    pref = np.minimum(rest, state.pref_due)
-    rest = rest - pref
-    if carry <= 0.0 or catch_up <= 0.0:
-        tier = np.zeros_like(rest)
-    else:
-        target = carry * (state.pref_paid + pref) / (catch_up - carry)
-        tier = np.minimum(rest, np.maximum(target - state.catch_up_paid, 0.0))
-    rest = rest - tier
-    gp = catch_up * tier + carry * rest
-    return roc, pref, tier, gp
-
-
 class FundLedger:
     """The fund's cash for ``paths`` paths, advanced one quarter at a time by the portfolio
     engines (so an investment can be sized to the capital the fund still has).
@@ -160,91 +131,82 @@ class FundLedger:
     Each quarter :meth:`step` retains proceeds within the recycling period and cap as fund
     cash, computes the fees and expenses, pays investments, fees and expenses from fund cash
     first and calls the rest, releases unused fund cash when the recycling period ends, and
-    runs the waterfall on the distributable cash. :meth:`investable` is the capital the fund
-    can still invest in a quarter without ever calling above the commitment; :meth:`finish`
-    applies the end-of-fund clawback, checks conservation and returns :class:`FundCash`.
-    Arrays are of shape (paths,) per quarter."""
+    runs the waterfall on the distributable cash (compiled, path by path:
+    :func:`updog.model.cash_kernel.settle_quarter`). :meth:`investable` is the capital the
+    fund can still invest in a quarter without ever calling above the commitment;
+    :meth:`finish` applies the end-of-fund clawback, checks conservation and returns
+    :class:`FundCash`. Arrays are of shape (paths,) per quarter."""
 
     def __init__(self, spec: FundSpec, plan: Plan, paths: int, quarters: int) -> None:
         self.spec = spec
         self.paths = paths
         self.quarters = quarters
-        self.size = spec.fund_size
-        self.carry = spec.waterfall.carry
-        self.catch_up = spec.waterfall.catch_up
-        self.pref_rate = (1.0 + spec.waterfall.hurdle) ** 0.25 - 1.0
-        recycling = spec.recycling
-        self.recycle_cap = recycling.cap_ratio * self.size if recycling.enabled else 0.0
-        self.recycle_rate = recycling.rate
-        #: Last quarter in which proceeds are retained; unused cash is released after it.
-        self.retain_until = (
-            min(4 * recycling.period_years, quarters) - 1 if recycling.enabled else -1
-        )
-        self.fee_budget = plan.fee_budget
-        self.uses_ahead = plan.recycling_uses_ahead
-        self.expenses = plan.expenses
+        waterfall, recycling = spec.waterfall, spec.recycling
         expenses = np.zeros(quarters)
         expenses[: min(quarters, len(plan.expenses))] = plan.expenses[:quarters]
-        #: Expenses still to pay from quarter q on (q = 0..quarters).
-        self.expenses_ahead = np.concatenate([np.cumsum(expenses[::-1])[::-1], [0.0]])
-        self.tier_years = [
+        usable_ahead = np.full(quarters, np.inf)
+        known = min(quarters, len(plan.recycling_uses_ahead))
+        usable_ahead[:known] = plan.recycling_uses_ahead[:known]
+        tier_years = [
             (tier, tier.end_year if tier.end_year is not None else spec.life_quarters // 4)
             for tier in spec.fees.tiers
         ]
-        zeros = np.zeros(paths)
-        self.state = _WaterfallState(*(zeros.copy() for _ in range(5)))
-        #: The whole-fund (European) waterfall of a deal-by-deal fund, for its clawback.
-        self.whole_fund = (
-            _WaterfallState(*(zeros.copy() for _ in range(5)))
-            if spec.waterfall.type == WaterfallType.american
-            else None
+        width = max(len(tier_years), 1)
+        tier_rate = np.zeros((quarters, width))
+        tier_basis = np.zeros((quarters, width), dtype=np.int64)
+        tier_count = np.zeros(quarters, dtype=np.int64)
+        for q in range(quarters):
+            year = q // 4 + 1
+            active = [t for t, end in tier_years if t.start_year <= year <= end]
+            tier_count[q] = len(active)
+            tier_rate[q, : len(active)] = [t.rate / 4.0 for t in active]
+            tier_basis[q, : len(active)] = [_BASIS[t.basis] for t in active]
+        self.american = waterfall.type == WaterfallType.american
+        self.carry = waterfall.carry
+        self.catch_up = waterfall.catch_up
+        #: Terms and curves of :func:`updog.model.cash_kernel.settle_path`.
+        self.terms = ck.CashTerms(
+            size=spec.fund_size,
+            carry=waterfall.carry,
+            catch_up=waterfall.catch_up,
+            pref_rate=(1.0 + waterfall.hurdle) ** 0.25 - 1.0,
+            recycle_cap=recycling.cap_ratio * spec.fund_size if recycling.enabled else 0.0,
+            recycle_rate=recycling.rate,
+            # Last quarter in which proceeds are retained; unused cash is released after it.
+            retain_until=min(4 * recycling.period_years, quarters) - 1 if recycling.enabled else -1,
+            last_quarter=quarters - 1,
+            fee_budget=plan.fee_budget,
+            american=self.american,
+            usable_ahead=usable_ahead,
+            expenses=expenses,
+            expenses_ahead=np.concatenate([np.cumsum(expenses[::-1])[::-1], [0.0]]),
+            tier_rate=tier_rate,
+            tier_basis=tier_basis,
+            tier_count=tier_count,
         )
-        self.whole_fund_gp = zeros.copy()
-        self.cash = zeros.copy()
-        self.retained_total = zeros.copy()
-        self.fees_total = zeros.copy()  # fees paid with capital (called or fund cash)
-        self.fees_owed = zeros.copy()  # fees due beyond the budget, not yet paid
-        self.lp_total = zeros.copy()
-        self.gp_total = zeros.copy()
-        self.prev_nav = zeros.copy()
-        self.prev_cost = zeros.copy()
-        # (quarters, paths): one contiguous row per quarter; transposed by :meth:`finish`.
-        self.out = {name: np.zeros((quarters, paths)) for name in FundCash.__dataclass_fields__}
+        #: The ledger's state (:class:`updog.model.cash_kernel.CashState`): the LPs' waterfall
+        #: and, for a deal-by-deal fund, the whole-fund (European) waterfall run alongside for
+        #: its clawback; running totals; the quarterly outputs, (outputs, paths, quarters), each
+        #: output a contiguous (paths, quarters) array.
+        self.state = ck.CashState(
+            lp_state=np.zeros((5, paths)),
+            whole_fund=np.zeros((5, paths) if self.american else (5, 0)),
+            totals=np.zeros((ck.TOTALS, paths)),
+            out=np.zeros((len(ck.OUTPUTS), paths, quarters)),
+        )
+
+    @property
+    def retained_total(self) -> Array:
+        """Proceeds retained as fund cash so far, per path (dollars)."""
+        out: Array = self.state.totals[ck.RETAINED_TOTAL]
+        return out
 
     def investable(self, quarter: int) -> Array:
         """Dollars the fund can still invest in ``quarter`` (before the quarter's settlement),
         shape (paths,): undrawn commitment less the fee budget still unspent and the expenses
-        still to come, plus fund cash on hand. Investing at most this keeps every call within
-        the commitment (fees are capped at their budget)."""
-        out: Array = (
-            self.size
-            - self.state.paid_in
-            - np.maximum(self.fee_budget - self.fees_total, 0.0)
-            - self.expenses_ahead[quarter]
-            + self.cash
-        )
-        return out
-
-    def _fee(self, quarter: int, invest: Array, expenses: float) -> Array:
-        year = quarter // 4 + 1
-        state = self.state
-        called = state.paid_in + np.maximum(invest + expenses - self.cash, 0.0)
-        fee = np.zeros(self.paths)
-        for tier, end in self.tier_years:
-            if not tier.start_year <= year <= end:
-                continue
-            if tier.basis == FeeBasis.committed:
-                basis: Array | float = self.size
-            elif tier.basis == FeeBasis.called_cumulative:
-                basis = called
-            elif tier.basis == FeeBasis.called_net_of_returns:
-                basis = np.maximum(called - state.returned, 0.0)
-            elif tier.basis == FeeBasis.invested_cost:
-                basis = self.prev_cost + invest
-            else:
-                basis = self.prev_nav
-            fee = fee + tier.rate / 4.0 * basis
-        return fee
+        still to come, plus fund cash on hand (:func:`updog.model.cash_kernel.investable_path`).
+        Investing at most this keeps every call within the commitment."""
+        return ck.investable(self.terms, self.state, quarter)
 
     def step(
         self,
@@ -257,149 +219,76 @@ class FundLedger:
         retain: Array | None = None,
     ) -> None:
         """Settle ``quarter``: ``invested`` (initial + follow-on), gross ``proceeds``,
-        end-of-quarter portfolio ``nav`` and unrealised ``cost``, and for an American waterfall
-        the GP's deal-by-deal share of the quarter's proceeds; arrays of shape (paths,),
-        dollars."""
-        q, out, state = quarter, self.out, self.state
-        expenses = float(self.expenses[q]) if q < len(self.expenses) else 0.0
-        # Retained proceeds become fund cash, used before any call.
-        if q <= self.retain_until:
-            wanted = (
-                np.minimum(self.recycle_rate * proceeds, self.recycle_cap - self.retained_total)
-                if retain is None
-                else retain
-            )
-            # Only what the fund expects to use before the period ends is retained.
-            usable = self.uses_ahead[q] - self.cash if q < len(self.uses_ahead) else np.inf
-            retained = np.clip(np.minimum(np.minimum(wanted, proceeds), usable), 0.0, None)
-        else:
-            retained = np.zeros(self.paths)
-        self.retained_total = self.retained_total + retained
-        self.cash = self.cash + retained
-        fee = self._fee(q, invested, expenses)
-        # Capital is called for fees within the fee budget only (a NAV-based fee can outgrow
-        # it), so called capital stays within the commitment: the rest is owed to the manager
-        # and paid from proceeds before anything is distributed.
-        capped = np.minimum(fee, np.maximum(self.fee_budget - self.fees_total, 0.0))
-        owed = fee - capped
-        fee = capped
-        uses = invested + fee + expenses
-        used = np.minimum(self.cash, uses)
-        call = uses - used
-        shortfall = np.maximum(call - (self.size - state.paid_in), 0.0)
-        unfunded = np.minimum(fee, shortfall)
-        fee = fee - unfunded
-        call = call - unfunded
-        self.fees_owed = self.fees_owed + owed + unfunded
-        self.cash = self.cash - used
-        released = np.zeros(self.paths)
-        if q == self.retain_until or q == self.quarters - 1:
-            released = self.cash
-            self.cash = np.zeros(self.paths)
-        self.fees_total = self.fees_total + fee
-        self._accrue(state, call)
-        distributable = proceeds - retained + released
-        from_proceeds = np.minimum(self.fees_owed, distributable)
-        self.fees_owed = self.fees_owed - from_proceeds
-        distributable = distributable - from_proceeds
-        waived = np.zeros(self.paths)
-        if q == self.quarters - 1:  # what proceeds never covered is waived
-            waived, self.fees_owed = self.fees_owed, np.zeros(self.paths)
-        if self.whole_fund is not None:
-            # Carry as computed deal by deal, on the share of proceeds distributed; the
-            # whole-fund waterfall runs alongside for the end-of-fund clawback.
-            share = np.divide(distributable, proceeds, out=np.zeros(self.paths), where=proceeds > 0)
-            share = np.minimum(share, 1.0)
-            owed = deal_carry if deal_carry is not None else np.zeros(self.paths)
-            gp = np.minimum(owed * share, distributable)
-            state.returned = state.returned + np.minimum(
-                distributable - gp, np.maximum(state.paid_in - state.returned, 0.0)
-            )
-            self._accrue(self.whole_fund, call)
-            self.whole_fund_gp = self.whole_fund_gp + self._distribute(
-                self.whole_fund, distributable
-            )
-        else:
-            gp = self._distribute(state, distributable)
-        lp = distributable - gp
-        self.lp_total = self.lp_total + lp
-        self.gp_total = self.gp_total + gp
-
-        out["called"][q] = call
-        out["fees"][q] = fee + from_proceeds
-        out["fees_from_proceeds"][q] = from_proceeds
-        out["fees_waived"][q] = waived
-        out["expenses"][q] = expenses
-        out["recycled"][q] = used
-        out["retained"][q] = retained
-        out["released"][q] = released
-        out["fund_cash"][q] = self.cash
-        out["lp_distributions"][q] = lp
-        out["gp_carry"][q] = gp
-        value = nav + self.cash
-        if self.whole_fund is not None:
-            # Carry on unrealised gains if the holdings were sold at their marks (no pref).
-            value_gp = self.carry * np.maximum(nav - cost, 0.0)
-        else:
-            _, _, _, value_gp = _split(state, value, self.carry, self.catch_up)
-        out["net_nav"][q] = value - value_gp
-        self.prev_nav = nav
-        self.prev_cost = cost
-
-    def _accrue(self, state: _WaterfallState, call: Array) -> None:
-        """Accrue a quarter of preferred return on the opening balance of unreturned capital
-        and unpaid pref, then add this quarter's calls to paid-in."""
-        state.pref_due = state.pref_due + self.pref_rate * (
-            np.maximum(state.paid_in - state.returned, 0.0) + state.pref_due
+        end-of-quarter portfolio ``nav`` and unrealised ``cost``, for an American waterfall
+        the GP's deal-by-deal share of the quarter's proceeds, and optionally the proceeds to
+        retain (the expected engine's expected retention; default: ``rate`` × proceeds within
+        the cap); arrays of shape (paths,), dollars."""
+        ck.settle_quarter(
+            self.terms,
+            self.state,
+            quarter,
+            invested,
+            proceeds,
+            nav,
+            cost,
+            _EMPTY if deal_carry is None else deal_carry,
+            _EMPTY if retain is None else retain,
+            retain is not None,
         )
-        state.paid_in = state.paid_in + call
-
-    def _distribute(self, state: _WaterfallState, amount: Array) -> Array:
-        """Run ``amount`` through the European tiers, updating ``state``; the GP's share."""
-        roc, pref, tier_amount, gp = _split(state, amount, self.carry, self.catch_up)
-        state.returned = state.returned + roc
-        state.pref_due = state.pref_due - pref
-        state.pref_paid = state.pref_paid + pref
-        state.catch_up_paid = state.catch_up_paid + tier_amount
-        return gp
 
     def _allowed_carry(self, profit: Array, value_end: Array | None = None) -> Array:
         """Carry the GP may keep at the end: ``carry`` × profit, and for a deal-by-deal fund at
         most what the whole-fund waterfall (with the LPs' preferred return) gives it, on the
         distributions plus any residual value (``value_end``) as if sold at its marks."""
         allowed: Array = self.carry * np.maximum(profit, 0.0)
-        if self.whole_fund is not None:
-            whole = self.whole_fund_gp
+        if self.american:
+            whole = self.state.totals[ck.WHOLE_FUND_GP]
             if value_end is not None:
-                whole = whole + _split(self.whole_fund, value_end, self.carry, self.catch_up)[3]
+                whole = whole + ck.gp_shares(
+                    self.state.whole_fund, value_end, self.carry, self.catch_up
+                )
             allowed = np.minimum(allowed, whole)
         return allowed
 
     def finish(self, invested: Array, proceeds: Array) -> FundCash:
         """Apply the end-of-fund clawback and check conservation against the portfolio's
         ``invested`` and ``proceeds`` (paths, quarters). Raises :class:`ConservationError`."""
-        out, state = self.out, self.state
+        out, totals = self.state.out, self.state.totals
+        lp_total, gp_total = totals[ck.LP_TOTAL], totals[ck.GP_TOTAL]
+        paid_in = self.state.lp_state[ck.PAID_IN]
         if self.quarters > 0 and self.spec.liquidates_at_end:
-            profit = self.lp_total + self.gp_total - state.paid_in
-            claw = np.maximum(self.gp_total - self._allowed_carry(profit), 0.0)
-            out["clawback"][-1] = claw
-            out["gp_carry"][-1] -= claw
-            out["lp_distributions"][-1] += claw
+            profit = lp_total + gp_total - paid_in
+            claw = np.maximum(gp_total - self._allowed_carry(profit), 0.0)
+            out[ck.CLAWBACK, :, -1] = claw
+            out[ck.GP_CARRY, :, -1] -= claw
+            out[ck.LP_DISTRIBUTIONS, :, -1] += claw
         elif self.quarters > 0:
             # A fund that keeps holdings at its horizon (evergreen, or held at NAV at the end of
             # its term) is valued as if liquidated at its marks: carry paid plus the GP's share
             # of the residual value may not exceed carry × total profit; the excess is a
             # clawback the GP owes the LPs, counted in the LPs' net NAV (a receivable).
-            value_end = self.prev_nav + self.cash
-            value_gp = value_end - out["net_nav"][-1]
-            profit = self.lp_total + self.gp_total + value_end - state.paid_in
+            value_end = totals[ck.PREV_NAV] + totals[ck.CASH]
+            value_gp = value_end - out[ck.NET_NAV, :, -1]
+            profit = lp_total + gp_total + value_end - paid_in
             allowed = self._allowed_carry(profit, value_end)
-            claw = np.maximum(self.gp_total + value_gp - allowed, 0.0)
-            out["clawback"][-1] = claw
-            out["net_nav"][-1] += claw
-        cash = FundCash(**{name: np.ascontiguousarray(a.T) for name, a in out.items()})
+            claw = np.maximum(gp_total + value_gp - allowed, 0.0)
+            out[ck.CLAWBACK, :, -1] = claw
+            out[ck.NET_NAV, :, -1] += claw
+        cash = FundCash(**{name: out[i] for i, name in enumerate(ck.OUTPUTS)})
         _check_conservation(cash, invested, proceeds)
         return cash
+
+
+_EMPTY = np.zeros(0)
+
+#: Fee bases as :mod:`updog.model.cash_kernel` codes.
+_BASIS = {
+    FeeBasis.committed: ck.COMMITTED,
+    FeeBasis.called_cumulative: ck.CALLED_CUMULATIVE,
+    FeeBasis.called_net_of_returns: ck.CALLED_NET_OF_RETURNS,
+    FeeBasis.invested_cost: ck.INVESTED_COST,
+    FeeBasis.nav: ck.NAV,
+}
 
 
 def run_fund_cash(spec: FundSpec, plan: Plan, flows: PortfolioFlows) -> FundCash:
