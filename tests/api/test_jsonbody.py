@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from updog.api.jsonbody import check_media_type, parse_json
-from updog.api.problems import ProblemError, pointer, pydantic_field_errors
+from updog.http.bodies import check_media_type, parse_json
+from updog.http.problems import ProblemError, pointer, pydantic_field_errors
 
 
 def rejected(raw: bytes | str, **kw: Any) -> ProblemError:

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from updog.api.middleware.body_limit import BodyLimitMiddleware
-from updog.api.middleware.metrics import MetricsMiddleware
-from updog.api.middleware.request_id import RequestIdMiddleware
+from updog.http.body_limit import BodyLimitMiddleware
 from updog.observability.logging import request_id_var
 from updog.observability.metrics import HttpMetrics
+from updog.observability.request_id import RequestIdMiddleware
+from updog.observability.route_metrics import MetricsMiddleware
 
 
 async def _echo_app(scope: Any, receive: Any, send: Any) -> None:

@@ -13,7 +13,7 @@ import pytest
 from api_support import LiveServer, make_account, running
 
 from updog.api.app import create_app
-from updog.protection.clients import TokenCache
+from updog.http.auth import TokenCache
 from updog.settings import Settings
 from updog.store import repositories as repo
 

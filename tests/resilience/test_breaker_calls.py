@@ -12,7 +12,6 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from updog.observability.breakers import BreakerMetrics
 from updog.resilience.breaker import (
     BreakerConfig,
     BreakerRegistry,
@@ -22,6 +21,7 @@ from updog.resilience.breaker import (
     State,
 )
 from updog.resilience.http import BreakerTransport, breaker_name
+from updog.resilience.metrics import BreakerMetrics
 from updog.resilience.postgres import (
     DatabaseCircuitOpenError,
     DatabaseTimeoutError,

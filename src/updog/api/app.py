@@ -13,23 +13,25 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from updog import __version__
-from updog.api.middleware.access_log import AccessLogMiddleware
-from updog.api.middleware.body_limit import BodyLimitMiddleware
-from updog.api.middleware.metrics import MetricsMiddleware
-from updog.api.middleware.request_id import RequestIdMiddleware
-from updog.api.problems import install_problem_handlers
 from updog.api.routes import API_PREFIX, auth, calc, funds, health, simulations
 from updog.api.routes.docs import install_docs
+from updog.http.auth import TokenCache
+from updog.http.body_limit import BodyLimitMiddleware
+from updog.http.problems import install_problem_handlers
+from updog.observability.access_log import AccessLogMiddleware
 from updog.observability.logging import configure_logging
 from updog.observability.metrics import HttpMetrics
+from updog.observability.request_id import RequestIdMiddleware
+from updog.observability.route_metrics import MetricsMiddleware
 from updog.protection import csp_reports
-from updog.protection.clients import IdentityKeys, TokenCache
+from updog.protection.clients import IdentityKeys
 from updog.protection.dedupe import SingleFlightMiddleware
+from updog.protection.drain import DrainMiddleware
 from updog.protection.headers import SecurityHeadersMiddleware
 from updog.protection.idempotency import IdempotencyMiddleware
 from updog.protection.rate_limit import AccountLimiter, RateLimitMiddleware
 from updog.protection.shedding import LoadSheddingMiddleware
-from updog.resilience.lifecycle import DrainMiddleware, Lifecycle
+from updog.resilience.lifecycle import Lifecycle
 from updog.resilience.wiring import install_resilience
 from updog.settings import Settings, parse_networks
 from updog.web.problem_pages import ProblemPagesMiddleware

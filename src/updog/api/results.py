@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from updog.api.problems import ProblemError
+from updog.http.problems import ProblemError
 from updog.store.repositories import FundVersion, SimulationRecord
 
 
@@ -88,7 +88,7 @@ def simulation_body(sim: SimulationRecord) -> dict[str, Any]:
 
 def fault_plan(request: Any) -> Any:
     """The engine fault plan of ``UPDOG_FAULTS`` (guard tests only; None in production)."""
-    from updog.api.deps import get_settings
+    from updog.http.deps import get_settings
     from updog.model.faults import FaultPlan
 
     text = get_settings(request).faults
@@ -113,7 +113,7 @@ async def compute_simulation(
     from starlette.concurrency import run_in_threadpool
 
     from updog import ENGINE_VERSION
-    from updog.api.deps import db_call
+    from updog.http.deps import db_call
     from updog.simulation import simulate
     from updog.store import repositories as repo
 

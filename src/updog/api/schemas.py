@@ -1,7 +1,7 @@
 """Pydantic models of the API's request and response bodies (the OpenAPI source).
 
 Fund specs themselves are opaque JSON objects here: the engine's ``FundSpec`` validates
-them (:mod:`updog.model.spec`); the API only guards the raw JSON (:mod:`updog.api.jsonbody`).
+them (:mod:`updog.model.spec`); the API only guards the raw JSON (:mod:`updog.http.bodies`).
 """
 
 from __future__ import annotations

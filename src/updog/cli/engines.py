@@ -90,10 +90,14 @@ def progress_bar(total: int, label: str, fmt: str) -> Iterator[Callable[[int], N
         yield lambda done: progress.update(task, completed=done)
 
 
+class _BadInput(click.ClickException):
+    """A fund file or argument the engines cannot use: the message, exit status 2."""
+
+    exit_code = 2
+
+
 def _usage(message: str) -> click.ClickException:
-    err = click.ClickException(message)
-    err.exit_code = 2
-    return err
+    return _BadInput(message)
 
 
 def _money(x: float | None) -> str:

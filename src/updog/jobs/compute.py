@@ -312,7 +312,7 @@ def _memory_of(process: Any) -> int:
 def _tree_memory(pid: int) -> int:
     """Memory of ``pid`` and its descendants, bytes (0 when unknown)."""
     try:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
 
         root = psutil.Process(pid)
         total = _memory_of(root)

@@ -1,7 +1,7 @@
 """Structured logging: one JSON object per line on stderr, every line carrying ``request_id``.
 
 The request id lives in a :class:`contextvars.ContextVar` (set by
-:class:`updog.api.middleware.request_id.RequestIdMiddleware`), so it follows the request
+:class:`updog.observability.request_id.RequestIdMiddleware`), so it follows the request
 across ``await`` points and into ``run_in_threadpool`` workers (which copy the context).
 Records from the standard library (uvicorn, alembic, psycopg) go through the same
 renderer, so the stream is uniformly JSON lines.

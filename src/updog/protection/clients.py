@@ -2,7 +2,7 @@
 
 Rate limits, idempotency scopes and single-flight keys need "the identity" *before* FastAPI's
 dependencies run. :class:`IdentityKeys` resolves the credential the same way
-:func:`updog.api.auth.authenticate` does (bearer token, else signed session cookie) to the
+:func:`updog.http.auth.authenticate` does (bearer token, else signed session cookie) to the
 user's id, with a small in-process TTL cache so a hot client costs one database lookup per
 :data:`CACHE_TTL` seconds. It never *authorises* anything: the route still authenticates
 (here a revoked credential only changes which bucket a request is counted in, for at most
@@ -10,7 +10,7 @@ user's id, with a small in-process TTL cache so a hot client costs one database 
 sending random tokens does not buy fresh rate-limit buckets.
 
 Bearer tokens go through a :class:`TokenCache` shared with
-:func:`updog.api.auth.authenticate` when the app provides one (``settings.auth_cache_seconds``,
+:func:`updog.http.auth.authenticate` when the app provides one (``settings.auth_cache_seconds``,
 a few seconds): one database lookup per token and TTL serves both the rate-limit key and the
 authentication of the request, and a token revoked elsewhere is refused within that TTL.
 
@@ -25,17 +25,17 @@ knows it, and Starlette's ``ProxyHeadersMiddleware`` rewrites the scope for ever
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ipaddress
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
+
+from updog.http.auth import SESSION_COOKIE, TokenCache, unsign_session
 
 #: Seconds a resolved (or unknown) credential is remembered.
 CACHE_TTL = 30.0
@@ -103,85 +103,6 @@ def forwarded_https(scope: Scope, trusted: Sequence[Network]) -> bool:
     return False
 
 
-class TokenCache:
-    """Bearer token → identity (or None: unknown, revoked, expired, user disabled), kept
-    ``ttl`` seconds in process; thread-safe, LRU-bounded to ``size`` tokens.
-
-    Only the SHA-256 of a token is kept as the key. ``ttl`` 0 disables the cache (every
-    lookup misses). The bound it puts on revocation: a token revoked (``updog tokens revoke``,
-    another process) or expired, or whose user is disabled, is refused by this process at most
-    ``ttl`` seconds later — an entry is never served past its deadline, nor refreshed by use.
-    """
-
-    def __init__(self, ttl: float, *, size: int = CACHE_SIZE, clock: Any = time.monotonic) -> None:
-        if ttl < 0 or size < 1:
-            raise ValueError("ttl must be ≥ 0 and size ≥ 1")
-        self.ttl = ttl
-        self.size = size
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
-        self._inflight: dict[str, asyncio.Task[Any]] = {}
-
-    @staticmethod
-    def _key(token: str) -> str:
-        return hashlib.sha256(token.encode()).hexdigest()
-
-    def get(self, token: str) -> tuple[bool, Any]:
-        """``(True, identity_or_None)`` for a live entry, else ``(False, None)``."""
-        if self.ttl <= 0:
-            return False, None
-        key = self._key(token)
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is None:
-                return False, None
-            if hit[0] <= self.clock():
-                del self._entries[key]
-                return False, None
-            self._entries.move_to_end(key)
-            return True, hit[1]
-
-    def put(self, token: str, identity: Any) -> None:
-        """Remember what the store said about ``token`` (an identity, or None)."""
-        if self.ttl <= 0:
-            return
-        key = self._key(token)
-        with self._lock:
-            self._entries[key] = (self.clock() + self.ttl, identity)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-
-    async def lookup(self, token: str, load: Callable[[], Awaitable[Any]]) -> Any:
-        """The cached answer for ``token``, else ``await load()`` (remembered when it does not
-        raise). Concurrent misses for one token share a single ``load`` (event-loop side
-        only), so a burst from a new client costs one database round trip, not one each."""
-        hit, value = self.get(token)
-        if hit:
-            return value
-        key = self._key(token)
-        task = self._inflight.get(key)
-        if task is None:
-
-            async def run() -> Any:
-                try:
-                    value = await load()
-                    self.put(token, value)
-                    return value
-                finally:
-                    self._inflight.pop(key, None)
-
-            task = asyncio.ensure_future(run())
-            self._inflight[key] = task
-        return await asyncio.shield(task)  # one waiter cancelled does not cancel the others
-
-    def clear(self) -> None:
-        """Forget every token (e.g. after revoking tokens through this process)."""
-        with self._lock:
-            self._entries.clear()
-
-
 class IdentityKeys:
     """Map a request's credential to a stable key: ``user:<uuid>`` or ``None`` (anonymous).
 
@@ -213,8 +134,6 @@ class IdentityKeys:
 
     def credential(self, scope: Scope) -> tuple[str, str] | None:
         """``("token", value)`` or ``("session", cookie)`` or None."""
-        from updog.api.auth import SESSION_COOKIE
-
         auth = header(scope, b"authorization")
         if auth is not None:
             scheme, _, token = auth.partition(" ")
@@ -264,7 +183,6 @@ class IdentityKeys:
             return repo.identity_for_token(conn, token)
 
     def _resolve(self, kind: str, value: str) -> str | None:
-        from updog.api.auth import unsign_session
         from updog.store import repositories as repo
 
         if kind == "token":

@@ -23,8 +23,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from updog.api.auth import Admin
-from updog.api.problems import ProblemError
+from updog.http.auth import Admin
+from updog.http.problems import ProblemError
 from updog.observability.logging import get_logger
 from updog.protection.headers import REPORT_PATH
 

@@ -78,7 +78,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from updog.api.problems import send_problem
+from updog.http.problems import send_problem
 from updog.observability.logging import get_logger
 from updog.protection.clients import IdentityKeys, header
 from updog.settings import Settings
@@ -136,9 +136,8 @@ def complete_in(conn: Any, claim: Claim, response: Response) -> None:
     transaction, so it commits (or rolls back) with the caller's effect. The caller marks
     ``claim.completed`` once that transaction has committed (:func:`commit_with_response`
     does both)."""
-    _store(
-        conn, claim.id, response.status_code, _stored_headers(response.raw_headers), response.body
-    )
+    body = bytes(response.body)
+    _store(conn, claim.id, response.status_code, _stored_headers(response.raw_headers), body)
 
 
 async def commit_with_response(

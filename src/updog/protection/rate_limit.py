@@ -70,7 +70,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from updog.api.problems import send_problem
+from updog.http.problems import send_problem
 from updog.protection.clients import IdentityKeys, Network, client_address
 from updog.resilience.breaker import CallNotPermittedError, CircuitBreaker
 from updog.resilience.redis import redis_breaker
@@ -249,9 +249,13 @@ class GuardedWindows:
         """As :meth:`MemoryWindows.hit`; raises when the store fails
         (:class:`CallNotPermittedError` while the ``redis`` breaker is open)."""
         if self.breaker is not None:
-            return await self.breaker.acall(self.storage.hit, key, count, window)
+            decision: tuple[bool, int, float] = await self.breaker.acall(
+                self.storage.hit, key, count, window
+            )
+            return decision
         async with asyncio.timeout(self.timeout):
-            return await self.storage.hit(key, count, window)
+            decided: tuple[bool, int, float] = await self.storage.hit(key, count, window)
+            return decided
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from updog.api.problems import send_problem
+from updog.http.problems import send_problem
 from updog.observability.logging import get_logger
 from updog.protection.rate_limit import EXEMPT_PREFIXES
 from updog.resilience.breaker import Clock

@@ -1,13 +1,13 @@
-"""The serving lifecycle of one process, and the middleware that drains it.
+"""The serving lifecycle of one process.
 
 :class:`Lifecycle` is a small state machine — ``starting`` → ``serving`` → ``draining``
 (→ ``stopped``) — separate from health: a draining instance may be perfectly healthy, it just
 must not get new work. ``updog serve`` calls :meth:`Lifecycle.begin_drain` on SIGTERM/SIGINT:
 
 * ``/readyz`` answers 503 ``draining`` at once and from then on (balancers stop sending);
-* :class:`DrainMiddleware` answers every *new* request (probes and ``/metrics`` excepted)
-  with 503 ``SHUTTING_DOWN`` problem+json, ``Retry-After`` and ``Connection: close`` (the
-  client reconnects — to another instance);
+* :class:`updog.protection.drain.DrainMiddleware` answers every *new* request (probes and
+  ``/metrics`` excepted) with 503 ``SHUTTING_DOWN`` problem+json, ``Retry-After`` and
+  ``Connection: close`` (the client reconnects — to another instance);
 * requests already in flight run to completion (their responses carry ``Connection: close``,
   so keep-alive clients do not reuse a connection to a stopping server);
 * :meth:`Lifecycle.wait_idle` lets the server wait until nothing is in flight (bounded by
@@ -19,14 +19,7 @@ from __future__ import annotations
 import threading
 import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from updog.api.problems import send_problem
-
-__all__ = ["EXEMPT_PATHS", "DrainMiddleware", "Lifecycle"]
-
-#: Paths answered normally while draining (orchestrators must see why, and scrape metrics).
-EXEMPT_PATHS: frozenset[str] = frozenset({"/livez", "/readyz", "/startupz", "/metrics"})
+__all__ = ["Lifecycle"]
 
 
 class Lifecycle:
@@ -93,48 +86,3 @@ class Lifecycle:
                     return False
                 self._cond.wait(left)
         return True
-
-
-class DrainMiddleware:
-    """Counts requests in flight; while draining, refuses new ones (503 + Connection: close).
-
-    ``retry_after``: seconds suggested to refused clients (another instance will take them).
-    """
-
-    def __init__(self, app: ASGIApp, *, lifecycle: Lifecycle, retry_after: int = 1) -> None:
-        if retry_after < 1:
-            raise ValueError("retry_after must be ≥ 1")
-        self.app = app
-        self.lifecycle = lifecycle
-        self.retry_after = retry_after
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        lifecycle = self.lifecycle
-        if scope.get("path") in EXEMPT_PATHS:
-            await self.app(scope, receive, send)
-            return
-        if lifecycle.draining:
-            await send_problem(
-                scope,
-                send,
-                503,
-                "SHUTTING_DOWN",
-                "This instance is shutting down; retry (another instance will answer).",
-                headers={"Retry-After": str(self.retry_after), "Connection": "close"},
-            )
-            return
-
-        async def send_closing(message: Message) -> None:
-            if message["type"] == "http.response.start" and lifecycle.draining:
-                headers = [(k, v) for k, v in message.get("headers", ()) if k != b"connection"]
-                message = {**message, "headers": [*headers, (b"connection", b"close")]}
-            await send(message)
-
-        lifecycle.enter()
-        try:
-            await self.app(scope, receive, send_closing)
-        finally:
-            lifecycle.leave()

@@ -38,9 +38,9 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
 
-from updog.observability.breakers import BreakerMetrics
 from updog.observability.database import DatabaseTelemetry
 from updog.resilience.breaker import BreakerRegistry, CallNotPermittedError, CircuitBreaker
+from updog.resilience.metrics import BreakerMetrics
 from updog.resilience.postgres import (
     PG_BREAKER,
     DatabaseCircuitOpenError,

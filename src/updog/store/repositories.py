@@ -321,7 +321,7 @@ def _one(conn: Connection, query: str, params: Mapping[str, Any] | tuple[Any, ..
 
 def single_statement(fn: Any) -> Any:
     """Mark a store function that sends exactly one statement (or none) and needs no
-    transaction around it: :func:`updog.api.deps.db_call` runs it in autocommit, sparing the
+    transaction around it: :func:`updog.http.deps.db_call` runs it in autocommit, sparing the
     ``BEGIN`` and ``COMMIT`` round trips. A single statement is atomic on its own, and reads
     one snapshot. Only for functions that stay correct when the caller's connection is in
     autocommit; inside a caller's transaction they behave as before."""

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import matplotlib.pyplot as plt
+
 from updog.web import report
-from updog.web.report import _dollar_axis, _svg, plt
+from updog.web.report import dollar_axis, svg_of
 
 _LOCK = threading.Lock()
 
@@ -81,11 +83,11 @@ def cash_flow_svg(forecast: dict[str, Any]) -> str:
     step = max(1, len(labels) // 10)
     ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right", fontsize=8)
     values = [v for r in rows for v in (r["paid_in"], r["distributions"], r["net_nav"])]
-    ax.yaxis.set_major_formatter(_dollar_axis(values))
+    ax.yaxis.set_major_formatter(dollar_axis(values))
     ax.set_title("Paid-in, distributions and NAV")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def multiples_svg(forecast: dict[str, Any]) -> str:
@@ -112,7 +114,7 @@ def multiples_svg(forecast: dict[str, Any]) -> str:
     ax.set_title("DPI and TVPI")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def company_outcomes(summary: dict[str, Any]) -> list[tuple[str, float]]:
@@ -142,7 +144,7 @@ def companies_svg(summary: dict[str, Any]) -> str:
     ax.set_title(f"Companies by outcome ({summary['companies']['initial']:.0f} initial)")
     ax.set_xlim(0, max([*values, 1.0]) * 1.15)
     ax.grid(axis="x", alpha=0.3)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 @lru_cache(maxsize=32)

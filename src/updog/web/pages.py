@@ -12,7 +12,7 @@ revisions and published versions are counted apart (publishing the first time ma
 1, however many saves came before).
 
 Security: the session is the API's (``updog_session``, HttpOnly, SameSite=Lax; see
-:mod:`updog.api.auth`); every form carries the session's CSRF token in ``csrf_token`` (the
+:mod:`updog.http.auth`); every form carries the session's CSRF token in ``csrf_token`` (the
 value the API expects in ``X-CSRF-Token``, which the scripts send), and the sign-in form a
 token bound to a short-lived pre-session cookie. Pages are plain HTML: every script and
 stylesheet is a static file of the app (``/static/ui``), so the strict CSP of
@@ -44,17 +44,17 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.staticfiles import StaticFiles
 
 from updog import ENGINE_VERSION
-from updog.api.auth import (
+from updog.api.results import checked_json, compute_simulation, simulation_params
+from updog.api.routes.auth import SESSION_LIFETIME
+from updog.api.schemas import SimulationRequest
+from updog.http.auth import (
     ROLE_RANK,
     SESSION_COOKIE,
     csrf_token,
     sign_session,
     unsign_session,
 )
-from updog.api.deps import db_call, get_settings
-from updog.api.results import checked_json, compute_simulation, simulation_params
-from updog.api.routes.auth import SESSION_LIFETIME
-from updog.api.schemas import SimulationRequest
+from updog.http.deps import db_call, get_settings
 from updog.model.validation import validate_publish
 from updog.protection.rate_limit import AccountLimiter
 from updog.store import repositories as repo
@@ -345,8 +345,8 @@ async def sign_in(request: Request) -> Response:
     secret, _ = await db_call(
         request, repo.create_session, user.id, absolute_lifetime=SESSION_LIFETIME
     )
-    response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
-    response.set_cookie(
+    signed_in = RedirectResponse(_safe_next(form.get("next")), status_code=303)
+    signed_in.set_cookie(
         SESSION_COOKIE,
         sign_session(settings.secret_key, secret),
         max_age=int(SESSION_LIFETIME.total_seconds()),
@@ -355,8 +355,8 @@ async def sign_in(request: Request) -> Response:
         samesite="lax",
         secure=request.url.scheme == "https",
     )
-    response.delete_cookie(SIGNIN_COOKIE, path="/sign-in")
-    return response
+    signed_in.delete_cookie(SIGNIN_COOKIE, path="/sign-in")
+    return signed_in
 
 
 @router.post("/sign-out")

@@ -37,7 +37,7 @@ from jinja2 import Environment, PackageLoader
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from updog.api.problems import PROBLEM_CONTENT_TYPE
+from updog.http.problems import PROBLEM_CONTENT_TYPE
 
 _QVALUE = re.compile(r"^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$")
 _JSON_TYPES = (PROBLEM_CONTENT_TYPE, "application/json")

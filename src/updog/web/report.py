@@ -27,7 +27,7 @@ _env = Environment(
 )
 
 
-def _svg(fig: Any) -> str:
+def svg_of(fig: Any) -> str:
     buf = io.StringIO()
     with plt.rc_context({"svg.fonttype": "path", "svg.hashsalt": "updog"}):
         fig.savefig(
@@ -41,7 +41,7 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg") :]
 
 
-def _dollar_axis(values: list[float]) -> Callable[[float, float], str]:
+def dollar_axis(values: list[float]) -> Callable[[float, float], str]:
     """A tick formatter for dollars fitted to the span of ``values``: $M without decimals
     from $10M, with one decimal from $1M, $K below (so a small fund's ticks stay distinct),
     and never a "−0"."""
@@ -84,11 +84,11 @@ def j_curve_svg(forecast: dict[str, Any]) -> str:
     ax.axhline(0, color="black", linewidth=0.8)
     step = max(1, len(labels) // 10)
     ax.set_xticks(list(x)[::step], labels[::step], rotation=45, ha="right", fontsize=8)
-    ax.yaxis.set_major_formatter(_dollar_axis(net + cumulative))
+    ax.yaxis.set_major_formatter(dollar_axis(net + cumulative))
     ax.set_title("J-curve: LP net cash flow")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def histogram_svg(simulation: dict[str, Any]) -> str:
@@ -105,7 +105,7 @@ def histogram_svg(simulation: dict[str, Any]) -> str:
     ax.set_ylabel("paths")
     ax.set_title(f"TVPI distribution ({simulation['runs']:,} paths)")
     ax.grid(axis="y", alpha=0.3)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def fan_svg(simulation: dict[str, Any]) -> str:
@@ -124,11 +124,11 @@ def fan_svg(simulation: dict[str, Any]) -> str:
     ax.plot(x, p10, color="#1f4e79", linestyle="--", label="p10")
     step = max(1, len(labels) // 10)
     ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right", fontsize=8)
-    ax.yaxis.set_major_formatter(_dollar_axis(p90))
+    ax.yaxis.set_major_formatter(dollar_axis(p90))
     ax.set_title(f"NAV fan chart ({fan['subsample_paths']:,} paths)")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def render_report(spec_name: str, forecast: dict[str, Any], simulation: dict[str, Any]) -> str:

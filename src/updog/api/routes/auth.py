@@ -9,7 +9,9 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from updog.api.auth import (
+from updog.api.routes import API_PREFIX
+from updog.api.schemas import LoginRequest, Me, Problem
+from updog.http.auth import (
     SESSION_COOKIE,
     Viewer,
     check_csrf,
@@ -18,11 +20,9 @@ from updog.api.auth import (
     unauthenticated,
     unsign_session,
 )
-from updog.api.deps import db_call, get_settings
-from updog.api.jsonbody import read_json
-from updog.api.problems import ProblemError, pydantic_field_errors
-from updog.api.routes import API_PREFIX
-from updog.api.schemas import LoginRequest, Me, Problem
+from updog.http.bodies import read_json
+from updog.http.deps import db_call, get_settings
+from updog.http.problems import ProblemError, pydantic_field_errors
 from updog.protection.rate_limit import AccountLimiter
 from updog.store import repositories as repo
 from updog.store.repositories import Identity

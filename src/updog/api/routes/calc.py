@@ -12,7 +12,7 @@ the ``*_exact`` figures carry the unrounded value); XIRR rates are JSON numbers.
 
 A body passes, in order:
 
-1. :func:`updog.api.jsonbody.read_json` — media type, size, UTF-8, finite numbers, no NUL,
+1. :func:`updog.http.bodies.read_json` — media type, size, UTF-8, finite numbers, no NUL,
    bounded depth and lists (400/415/422);
 2. a magnitude guard — every JSON number at most :data:`MAX_MAGNITUDE` in absolute value
    (422 ``NUMBER_TOO_LARGE``), so Decimal arithmetic stays exact;
@@ -42,9 +42,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from updog.api.auth import Viewer
-from updog.api.jsonbody import MAX_REPORTED_ERRORS, read_json
-from updog.api.problems import FieldError, ProblemError, pointer, pydantic_field_errors
 from updog.api.routes import API_PREFIX
 from updog.api.schemas import Problem
 from updog.finance import (
@@ -81,6 +78,9 @@ from updog.finance import (
     xirr_result,
 )
 from updog.finance.xirr import RATE_MAX, DayCount, Strategy
+from updog.http.auth import Viewer
+from updog.http.bodies import MAX_REPORTED_ERRORS, read_json
+from updog.http.problems import FieldError, ProblemError, pointer, pydantic_field_errors
 from updog.store.repositories import Identity
 
 router = APIRouter(prefix=f"{API_PREFIX}/calc", tags=["calc"])

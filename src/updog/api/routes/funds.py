@@ -11,7 +11,7 @@ used to hold the published draft revision, now ``published_revision``.
 Conditional requests (RFC 9110 §13): the ETag names the fund's draft revision. ``PUT
 /funds/{id}/draft`` requires ``If-Match`` (RFC 6585 §3: 428 without it) and answers 412
 when no listed tag is current; ``GET /funds/{id}`` honours ``If-None-Match`` (304).
-Request bodies are parsed by :mod:`updog.api.jsonbody` (size, media type, finite numbers,
+Request bodies are parsed by :mod:`updog.http.bodies` (size, media type, finite numbers,
 no NUL, bounded depth and lists) before the engine's validators see them.
 """
 
@@ -28,10 +28,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from updog import ENGINE_VERSION
-from updog.api.auth import Analyst, Viewer
-from updog.api.deps import db_call, get_settings
-from updog.api.jsonbody import read_json
-from updog.api.problems import FieldError, ProblemError, pydantic_field_errors
 from updog.api.results import (
     checked_json,
     compute_simulation,
@@ -51,6 +47,10 @@ from updog.api.schemas import (
     SimulationOut,
     SimulationRequest,
 )
+from updog.http.auth import Analyst, Viewer
+from updog.http.bodies import read_json
+from updog.http.deps import db_call, get_settings
+from updog.http.problems import FieldError, ProblemError, pydantic_field_errors
 from updog.model.spec import FundSpec, validate_draft
 from updog.model.validation import validate_publish
 from updog.protection.idempotency import commit_with_response

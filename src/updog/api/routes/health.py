@@ -30,8 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from updog import __version__
-from updog.api.deps import get_database, get_settings
-from updog.api.problems import ProblemError
+from updog.http.deps import get_database, get_settings
+from updog.http.problems import ProblemError
 from updog.observability.metrics import HttpMetrics
 
 router = APIRouter(tags=["probes"])

@@ -11,13 +11,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from updog import ENGINE_VERSION
-from updog.api.auth import Analyst, Viewer
-from updog.api.deps import db_call, get_settings
-from updog.api.problems import ProblemError
 from updog.api.results import simulation_body, simulation_params
 from updog.api.routes import API_PREFIX
 from updog.api.routes.funds import not_found, parse_id
 from updog.api.schemas import Problem, SimulationOut
+from updog.http.auth import Analyst, Viewer
+from updog.http.deps import db_call, get_settings
+from updog.http.problems import ProblemError
 from updog.jobs import queue
 from updog.jobs.events import shutdown_flag, simulation_events
 from updog.protection.idempotency import commit_with_response

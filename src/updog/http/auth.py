@@ -5,7 +5,8 @@ Credentials, in order:
 1. ``Authorization: Bearer <token>`` — a personal API token, resolved by the store
    (:func:`updog.store.repositories.identity_for_token`; only its SHA-256 is stored).
    The answer is kept ``settings.auth_cache_seconds`` (default 5 s) in the app's
-   :class:`~updog.protection.clients.TokenCache`, shared with the rate-limit identity keys:
+   :class:`TokenCache`, shared with the rate-limit identity keys
+   (:class:`updog.protection.clients.IdentityKeys`):
    a token revoked with ``updog tokens revoke`` (or expired, or whose user is disabled) is
    refused within that many seconds; 0 turns the cache off (refused at once).
 2. The session cookie :data:`SESSION_COOKIE` set by ``POST /api/v1/auth/login``: the
@@ -24,21 +25,27 @@ simulations, admin also manages users and flags.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import Depends
 from fastapi.security import APIKeyCookie, HTTPBearer
 from itsdangerous import BadSignature, Signer
 from starlette.requests import Request
 
-from updog.api.deps import db_call, get_settings
-from updog.api.problems import ProblemError
-from updog.protection.clients import TokenCache
+from updog.http.deps import db_call, get_settings
+from updog.http.problems import ProblemError
 from updog.store import repositories as repo
 from updog.store.repositories import Identity
 
+#: Most bearer tokens :class:`TokenCache` remembers (least recently used dropped first).
+TOKEN_CACHE_SIZE = 10_000
 SESSION_COOKIE = "updog_session"
 CSRF_HEADER = "X-CSRF-Token"
 ROLE_RANK: dict[str, int] = {"viewer": 0, "analyst": 1, "admin": 2}
@@ -47,6 +54,87 @@ _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Declared for OpenAPI only (auto_error=False: the checks below produce our problems).
 _bearer_scheme = HTTPBearer(auto_error=False, description="Personal API token (updog_...).")
 _cookie_scheme = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="Session.")
+
+
+class TokenCache:
+    """Bearer token → identity (or None: unknown, revoked, expired, user disabled), kept
+    ``ttl`` seconds in process; thread-safe, LRU-bounded to ``size`` tokens.
+
+    Only the SHA-256 of a token is kept as the key. ``ttl`` 0 disables the cache (every
+    lookup misses). The bound it puts on revocation: a token revoked (``updog tokens revoke``,
+    another process) or expired, or whose user is disabled, is refused by this process at most
+    ``ttl`` seconds later — an entry is never served past its deadline, nor refreshed by use.
+    """
+
+    def __init__(
+        self, ttl: float, *, size: int = TOKEN_CACHE_SIZE, clock: Any = time.monotonic
+    ) -> None:
+        if ttl < 0 or size < 1:
+            raise ValueError("ttl must be ≥ 0 and size ≥ 1")
+        self.ttl = ttl
+        self.size = size
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._inflight: dict[str, asyncio.Task[Any]] = {}
+
+    @staticmethod
+    def _key(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def get(self, token: str) -> tuple[bool, Any]:
+        """``(True, identity_or_None)`` for a live entry, else ``(False, None)``."""
+        if self.ttl <= 0:
+            return False, None
+        key = self._key(token)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                return False, None
+            if hit[0] <= self.clock():
+                del self._entries[key]
+                return False, None
+            self._entries.move_to_end(key)
+            return True, hit[1]
+
+    def put(self, token: str, identity: Any) -> None:
+        """Remember what the store said about ``token`` (an identity, or None)."""
+        if self.ttl <= 0:
+            return
+        key = self._key(token)
+        with self._lock:
+            self._entries[key] = (self.clock() + self.ttl, identity)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    async def lookup(self, token: str, load: Callable[[], Awaitable[Any]]) -> Any:
+        """The cached answer for ``token``, else ``await load()`` (remembered when it does not
+        raise). Concurrent misses for one token share a single ``load`` (event-loop side
+        only), so a burst from a new client costs one database round trip, not one each."""
+        hit, value = self.get(token)
+        if hit:
+            return value
+        key = self._key(token)
+        task = self._inflight.get(key)
+        if task is None:
+
+            async def run() -> Any:
+                try:
+                    value = await load()
+                    self.put(token, value)
+                    return value
+                finally:
+                    self._inflight.pop(key, None)
+
+            task = asyncio.ensure_future(run())
+            self._inflight[key] = task
+        return await asyncio.shield(task)  # one waiter cancelled does not cancel the others
+
+    def clear(self) -> None:
+        """Forget every token (e.g. after revoking tokens through this process)."""
+        with self._lock:
+            self._entries.clear()
 
 
 def _signer(secret_key: str) -> Signer:

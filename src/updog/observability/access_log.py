@@ -11,8 +11,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from updog.api.middleware.metrics import route_template
 from updog.observability.logging import get_logger
+from updog.observability.route_metrics import route_template
 
 
 class AccessLogMiddleware:

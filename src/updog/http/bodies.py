@@ -1,8 +1,8 @@
 """Guarded JSON request bodies: the checks that run *before* any model validation.
 
 :func:`read_json` reads the raw body (already capped in bytes by
-:class:`~updog.api.middleware.body_limit.BodyLimitMiddleware`) and returns the parsed
-value, or raises :class:`~updog.api.problems.ProblemError`:
+:class:`~updog.http.body_limit.BodyLimitMiddleware`) and returns the parsed
+value, or raises :class:`~updog.http.problems.ProblemError`:
 
 =====  ==========================  ===================================================
 415    ``UNSUPPORTED_MEDIA_TYPE``  ``Content-Type`` is not ``application/json`` (UTF-8)
@@ -33,7 +33,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from updog.api.problems import FieldError, ProblemError, pointer
+from updog.http.problems import FieldError, ProblemError, pointer
 
 DEFAULT_MAX_DEPTH = 64
 DEFAULT_MAX_ITEMS = 10_000

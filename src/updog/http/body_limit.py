@@ -5,7 +5,7 @@ Two checks, so neither an honest nor a lying client gets past:
 1. a ``Content-Length`` above the cap is refused before a byte of the body is read;
 2. the ``receive`` channel counts the bytes actually streamed (chunked uploads, or a
    ``Content-Length`` that lies) and raises :class:`BodyTooLarge` as soon as the count
-   passes the cap. :class:`BodyTooLarge` is a :class:`~updog.api.problems.ProblemError`,
+   passes the cap. :class:`BodyTooLarge` is a :class:`~updog.http.problems.ProblemError`,
    so the app's handler renders it; if it escapes the app anyway, this middleware
    answers 413 itself (when no response has started yet).
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from updog.api.problems import ProblemError, send_problem
+from updog.http.problems import ProblemError, send_problem
 
 
 class BodyTooLarge(ProblemError):

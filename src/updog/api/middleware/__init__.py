@@ -1,1 +1,0 @@
-"""Pure ASGI middleware, one concern per module; composed in :func:`updog.api.app.create_app`."""
