@@ -11,7 +11,8 @@ import httpx
 import pytest
 from api_support import VALID_SPEC, Account, assert_problem
 
-from updog.protection.idempotency import parse_key, purge_expired
+from updog.protection.idempotency import parse_key
+from updog.store.repositories import purge_expired_idempotency_keys
 
 pytestmark = pytest.mark.db
 
@@ -201,7 +202,7 @@ def test_expired_keys_are_claimable_again_and_purged(server: Any, account: Accou
             "UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = %s",
             (key,),
         )
-        assert purge_expired(conn) >= 1
+        assert purge_expired_idempotency_keys(conn) >= 1
         gone = conn.execute("SELECT 1 FROM idempotency_keys WHERE key = %s", (key,)).fetchone()
     assert gone is None
 

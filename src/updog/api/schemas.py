@@ -11,13 +11,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Simulation run bounds (SPEC §3.3).
-MIN_RUNS = 100
-MAX_RUNS = 5_000_000
-#: Largest accepted seed (PCG64 ``SeedSequence`` takes any non-negative int; we bound it
-#: so it round-trips through JSON numbers and PostgreSQL ``bigint`` exactly).
-MAX_SEED = 2**63 - 1
-
 
 class Issue(BaseModel):
     """A validation error or warning: JSON Pointer (RFC 6901) path, code, message."""
@@ -128,17 +121,6 @@ class ForecastOut(BaseModel):
     provenance: Provenance
     cached: bool = Field(description="True when a stored result was reused.")
     result: dict[str, Any]
-
-
-class SimulationRequest(BaseModel):
-    """``POST /funds/{id}/simulations`` body."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    runs: int = Field(ge=MIN_RUNS, le=MAX_RUNS, description="Monte Carlo paths.")
-    seed: int | None = Field(
-        default=None, ge=0, le=MAX_SEED, description="Seed; omitted → drawn and reported."
-    )
 
 
 class SimulationOut(BaseModel):

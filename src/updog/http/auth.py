@@ -32,6 +32,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Depends
@@ -47,6 +48,8 @@ from updog.store.repositories import Identity
 #: Most bearer tokens :class:`TokenCache` remembers (least recently used dropped first).
 TOKEN_CACHE_SIZE = 10_000
 SESSION_COOKIE = "updog_session"
+#: Absolute session lifetime (SPEC §5.1: 7 days; idle expiry of 12 h is the store's).
+SESSION_LIFETIME = timedelta(days=7)
 CSRF_HEADER = "X-CSRF-Token"
 ROLE_RANK: dict[str, int] = {"viewer": 0, "analyst": 1, "admin": 2}
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})

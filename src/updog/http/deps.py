@@ -1,5 +1,6 @@
-"""Request-scoped access to the app's settings, database and metrics, and a helper that runs
-blocking database work in a worker thread (never on the event loop)."""
+"""Request-scoped access to the app's settings and database, and the helpers that run
+blocking work — a use case of :mod:`updog.service`, a store function — in a worker thread
+(never on the event loop)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from updog.model.faults import FaultPlan
 from updog.settings import Settings
 
 T = TypeVar("T")
@@ -18,6 +20,12 @@ def get_settings(request: Request) -> Settings:
     """The :class:`~updog.settings.Settings` the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
+
+
+def fault_plan(request: Request) -> FaultPlan | None:
+    """The engine fault plan of ``UPDOG_FAULTS`` (guard tests only; None in production)."""
+    text = get_settings(request).faults
+    return FaultPlan.parse(text) if text else None
 
 
 def get_database(request: Request) -> Any:
@@ -41,3 +49,10 @@ async def db_call(request: Request, fn: Callable[..., T], *args: Any, **kwargs: 
             return fn(conn, *args, **kwargs)
 
     return await run_in_threadpool(work)
+
+
+async def in_thread(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn(database, *args, **kwargs)`` in a worker thread: a use case that opens its own
+    transactions around work done outside them (an engine run)."""
+    database = get_database(request)
+    return await run_in_threadpool(lambda: fn(database, *args, **kwargs))

@@ -342,6 +342,40 @@ async def _store_error_handler(request: Request, exc: Exception) -> Response:
     return problem_response(request, status, code, str(exc))
 
 
+#: HTTP status of each kind of use-case refusal (:mod:`updog.service.errors`).
+_SERVICE_STATUS: dict[str, int] = {
+    "NotFound": 404,
+    "Invalid": 422,
+    "Conflict": 409,
+    "PreconditionFailed": 412,
+}
+
+
+async def _service_error_handler(request: Request, exc: Exception) -> Response:
+    from updog.service.errors import ServiceError
+
+    assert isinstance(exc, ServiceError)
+    status = next(
+        (_SERVICE_STATUS[k.__name__] for k in type(exc).__mro__ if k.__name__ in _SERVICE_STATUS),
+        422,
+    )
+    headers = {"ETag": exc.etag} if exc.etag else None
+    return problem_response(
+        request, status, exc.code, exc.detail, errors=exc.errors, headers=headers
+    )
+
+
+async def _engine_result_invalid_handler(request: Request, exc: Exception) -> Response:
+    _log.error("engine_result_invalid", reason=str(exc), path=request.url.path)
+    return problem_response(
+        request,
+        500,
+        "ENGINE_RESULT_INVALID",
+        "The engine produced a result that cannot be stored (non-finite or invalid values). "
+        "Quote the request id when reporting it.",
+    )
+
+
 async def _engine_guard_handler(request: Request, exc: Exception) -> Response:
     _log.warning("engine_guard_failed", reason=str(exc), path=request.url.path)
     return problem_response(
@@ -394,7 +428,10 @@ async def _circuit_open_handler(request: Request, exc: Exception) -> Response:
 def install_problem_handlers(app: FastAPI) -> None:
     """Register the problem+json exception handlers on ``app``.
 
-    Besides the HTTP and validation errors: the store's errors (the caller's fault: 404,
+    Besides the HTTP and validation errors: the use cases' refusals
+    (:mod:`updog.service.errors`: not found 404, invalid 422, conflict 409, stale entity tag
+    412 with the current ``ETag``), an engine result that cannot be stored (500
+    ``ENGINE_RESULT_INVALID``), the store's errors (the caller's fault: 404,
     409, 412, 422) as a safety net behind the routes' own mapping, and an unreachable or
     saturated database (``psycopg.OperationalError``, pool timeout / queue full) as 503
     ``DATABASE_UNAVAILABLE`` with ``Retry-After`` rather than a 500; lock timeouts and
@@ -404,8 +441,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     import psycopg
 
     from updog.model.guards import EngineGuardError
+    from updog.service.errors import ServiceError
+    from updog.service.results import EngineResultInvalid
     from updog.store.repositories import StoreError
 
+    app.add_exception_handler(ServiceError, _service_error_handler)
+    app.add_exception_handler(EngineResultInvalid, _engine_result_invalid_handler)
     app.add_exception_handler(EngineGuardError, _engine_guard_handler)
     app.add_exception_handler(StoreError, _store_error_handler)
     # psycopg_pool's PoolTimeout and TooManyRequests are OperationalErrors too.

@@ -38,6 +38,7 @@ from updog.jobs import queue
 from updog.jobs.compute import ExecutorConfig, Limits, Outcome, run_limited
 from updog.jobs.queue import Job
 from updog.observability.logging import get_logger
+from updog.store import repositories as repo
 
 __all__ = ["Worker", "WorkerConfig"]
 
@@ -130,10 +131,8 @@ class Worker:
     def housekeeping(self) -> int:
         """Periodic clean-up that any worker may do: purge expired idempotency records
         (SPEC §6.5: keys expire after 24 h). Returns how many rows were deleted."""
-        from updog.protection.idempotency import purge_expired
-
         with self.database.connection() as conn:
-            purged = purge_expired(conn)
+            purged = repo.purge_expired_idempotency_keys(conn)
         if purged:
             _log.info("purged expired idempotency keys", count=purged)
         return purged

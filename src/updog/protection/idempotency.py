@@ -46,7 +46,8 @@ passed through untouched (there is no identity to scope by, and the one anonymou
 login, must never replay a ``Set-Cookie``). Keys are 1..255 visible ASCII characters,
 optionally as an RFC 8941 string (``"…"``); anything else → 400 ``IDEMPOTENCY_KEY_INVALID``.
 Records expire after ``ttl`` seconds (24 h): an expired key is claimable again, and
-:func:`purge_expired` deletes them (run it from a periodic job).
+:func:`updog.store.repositories.purge_expired_idempotency_keys` deletes them (the job
+workers run it periodically).
 
 For the routes that complete the key in their own transaction, a crash can no longer
 leave their effect committed behind a key still ``in_progress`` — with one stated
@@ -189,12 +190,6 @@ def fingerprint(scope: Scope, body: bytes) -> str:
         h.update(b"\0")
     h.update(body)
     return h.hexdigest()
-
-
-def purge_expired(conn: Any) -> int:
-    """Delete expired idempotency records; return how many."""
-    cur = conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= now()")
-    return int(cur.rowcount or 0)
 
 
 class IdempotencyMiddleware:

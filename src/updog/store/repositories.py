@@ -1177,3 +1177,9 @@ def fail_simulation(
         "status = 'failed', error = %s, finished_at = now()",
         (Jsonb(dict(error)),),
     )
+
+
+def purge_expired_idempotency_keys(conn: Connection) -> int:
+    """Delete the expired records of :mod:`updog.protection.idempotency`; return how many."""
+    cur = conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= now()")
+    return int(cur.rowcount or 0)

@@ -32,7 +32,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter
@@ -44,19 +44,20 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.staticfiles import StaticFiles
 
 from updog import ENGINE_VERSION
-from updog.api.results import checked_json, compute_simulation, simulation_params
-from updog.api.routes.auth import SESSION_LIFETIME
-from updog.api.schemas import SimulationRequest
 from updog.http.auth import (
     ROLE_RANK,
     SESSION_COOKIE,
+    SESSION_LIFETIME,
     csrf_token,
     sign_session,
     unsign_session,
 )
-from updog.http.deps import db_call, get_settings
+from updog.http.deps import db_call, fault_plan, get_settings, in_thread
 from updog.model.validation import validate_publish
 from updog.protection.rate_limit import AccountLimiter
+from updog.service import forecasts, funds, simulations
+from updog.service.errors import Conflict, Invalid, NotFound, PreconditionFailed
+from updog.service.simulations import SimulationRequest
 from updog.store import repositories as repo
 from updog.store.repositories import FundRecord, Identity, SimulationRecord
 from updog.web import charts, forms
@@ -422,9 +423,7 @@ async def create_fund(request: Request) -> Response:
     page, _form = checked
     assert page.identity is not None
     spec = forms.new_fund_spec(datetime.now(UTC).date())
-    fund = await db_call(
-        request, repo.create_fund, page.identity.org_id, page.identity.user_id, None, spec
-    )
+    fund = await db_call(request, funds.create, page.identity, spec)
     return RedirectResponse(f"/funds/{fund.id}/setup/basics", status_code=303)
 
 
@@ -432,7 +431,10 @@ async def _fund(page: Page, raw_id: str) -> FundRecord | None:
     fid = _parse_uuid(raw_id)
     if fid is None or page.identity is None:
         return None
-    return await db_call(page.request, repo.get_fund, page.identity.org_id, fid)
+    try:
+        return await db_call(page.request, funds.get, page.identity, fid)
+    except NotFound:
+        return None
 
 
 async def _signed_in_fund(request: Request, fund_id: str) -> tuple[Page, FundRecord] | Response:
@@ -546,15 +548,7 @@ def _store_step(
     pending edits of the step (``held`` keys, typed ``texts``; none forgets them)."""
     saved = fund
     if spec != fund.spec:
-        saved = repo.replace_draft(
-            conn,
-            identity.org_id,
-            fund.id,
-            spec,
-            fund.draft_revision,
-            user_id=identity.user_id,
-            name=spec.get("name") if isinstance(spec.get("name"), str) else None,
-        )
+        saved = funds.save_draft(conn, identity, fund.id, spec, if_match=[fund.etag])
     repo.set_pending_edits(conn, identity.org_id, fund.id, identity.user_id, slug, held, texts)
     return saved
 
@@ -599,13 +593,13 @@ async def _save_step(
                 forms.pending_texts(form, held),
             )
             return StepSave(saved, saved.draft_revision != fund.draft_revision, state, held)
-        except repo.StaleVersion:
-            latest = await db_call(page.request, repo.get_fund, identity.org_id, fund.id)
-            if latest is None:
-                raise repo.NotFound(str(fund.id)) from None
-            fund = latest
-    # Three concurrent saves in a row beat this one: give up (412 via the store errors).
-    raise repo.StaleVersion(tried, fund.draft_revision)
+        except PreconditionFailed:
+            fund = await db_call(page.request, funds.get, identity, fund.id)
+    # Three concurrent saves in a row beat this one: give up (412 via the problem handlers).
+    raise PreconditionFailed(
+        f"The draft changed three times while revision {tried} was saved; reload the page.",
+        etag=fund.etag,
+    )
 
 
 @router.post("/funds/{fund_id}/setup/{slug}")
@@ -820,23 +814,17 @@ async def publish(request: Request, fund_id: str) -> Response:
     fund = await _fund(page, fund_id)
     if fund is None:
         return _not_found(page)
-    if form.get("revision") and form["revision"] != str(fund.draft_revision):
+    reviewed = form.get("revision", "")
+    expected = [repo.etag_for(fund.id, int(reviewed))] if reviewed.isdigit() else None
+    try:
+        await db_call(request, funds.publish, page.identity, fund.id, if_match=expected)
+    except PreconditionFailed:
         return await _review(
             page, fund, status=409, note="The draft changed since you reviewed it; check it again."
         )
-    spec, _errors, _warnings = await run_in_threadpool(validate_publish, fund.spec)
-    if spec is None:
+    except Invalid:
         return await _review(page, fund, status=422)
-    try:
-        await db_call(
-            request,
-            repo.publish,
-            page.identity.org_id,
-            fund.id,
-            fund.draft_revision,
-            user_id=page.identity.user_id,
-        )
-    except repo.StaleVersion:
+    except Conflict:
         return await _review(
             page, fund, status=409, note="The draft changed while publishing; check it again."
         )
@@ -847,30 +835,18 @@ async def publish(request: Request, fund_id: str) -> Response:
 
 
 async def _forecast(
-    page: Page, fund: FundRecord, which: Literal["published", "draft"]
-) -> tuple[Any, Any] | str:
-    """(stored forecast, fund version), or why there is none."""
-    from updog.model.forecast import run_forecast
-
+    page: Page, fund: FundRecord, which: funds.Which
+) -> forecasts.ForecastOutcome | str:
+    """The stored forecast of the fund's version, or why there is none."""
     assert page.identity is not None
     try:
-        fv = await db_call(page.request, repo.get_spec, page.identity.org_id, fund.id, which)
-    except repo.NotPublished:
+        return await in_thread(page.request, forecasts.forecast, page.identity, fund.id, which)
+    except Conflict:
         return "unpublished"
-    if fv is None:
+    except NotFound:
         return "missing"
-    stored = await db_call(
-        page.request, repo.get_forecast, page.identity.org_id, fv.id, ENGINE_VERSION
-    )
-    if stored is None:
-        spec, _errors, _ = await run_in_threadpool(validate_publish, fv.spec)
-        if spec is None:
-            return "invalid"
-        result = await run_in_threadpool(lambda: checked_json(run_forecast(spec).to_dict()))
-        stored = await db_call(
-            page.request, repo.save_forecast, fv.id, ENGINE_VERSION, fv.spec_hash, result
-        )
-    return stored, fv
+    except Invalid:
+        return "invalid"
 
 
 @router.get("/funds/{fund_id}/forecast")
@@ -879,9 +855,7 @@ async def forecast_page(request: Request, fund_id: str) -> Response:
     if isinstance(context, Response):
         return context
     page, fund = context
-    which: Literal["published", "draft"] = (
-        "draft" if request.query_params.get("version") == "draft" else "published"
-    )
+    which: funds.Which = "draft" if request.query_params.get("version") == "draft" else "published"
     found = await _forecast(page, fund, which)
     if isinstance(found, str):
         return render(
@@ -893,7 +867,7 @@ async def forecast_page(request: Request, fund_id: str) -> Response:
             missing=found,
             which=which,
         )
-    stored, fv = found
+    stored, fv = found.stored, found.version
     result = stored.result
     images = await run_in_threadpool(charts.forecast_charts, str(stored.id), result)
     return render(
@@ -977,7 +951,6 @@ def _run_request(form: dict[str, str]) -> tuple[SimulationRequest | None, dict[s
 
 @router.post("/funds/{fund_id}/simulations")
 async def run_simulation(request: Request, fund_id: str) -> Response:
-    from updog.jobs import queue
 
     checked = await _writer(request)
     if isinstance(checked, Response):
@@ -992,49 +965,33 @@ async def run_simulation(request: Request, fund_id: str) -> Response:
     params, errors = _run_request(form)
     if params is None:
         return await _simulations_page(page, fund, values=values, errors=errors, status=422)
-    try:
-        fv = await db_call(request, repo.get_spec, identity.org_id, fund.id, "published")
-    except repo.NotPublished:
-        fv = None
-    if fv is None:
-        return await _simulations_page(
-            page,
-            fund,
-            values=values,
-            status=409,
-            errors={"": "Publish the fund before simulating it."},
-        )
-    spec, _e, _w = await run_in_threadpool(validate_publish, fv.spec)
-    if spec is None:
-        return await _simulations_page(
-            page,
-            fund,
-            values=values,
-            status=409,
-            errors={"": "The published version does not validate with this engine."},
-        )
-    seed = params.seed if params.seed is not None else secrets.randbits(53)
-    meta = simulation_params(fv, seed_drawn=params.seed is None)
     settings = get_settings(request)
-    if params.runs > settings.sync_runs_limit:
-        sim, _job = await db_call(
+    try:
+        planned = await db_call(
             request,
-            queue.submit_simulation,
-            identity.org_id,
-            fv,
-            spec=fv.spec,
-            runs=params.runs,
-            seed=seed,
-            engine_version=ENGINE_VERSION,
-            max_attempts=settings.job_max_attempts,
-            user_id=identity.user_id,
-            params=meta,
+            simulations.plan,
+            identity,
+            fund.id,
+            "published",
+            params,
+            sync_runs_limit=settings.sync_runs_limit,
+        )
+    except (Conflict, Invalid) as exc:
+        why = (
+            "Publish the fund before simulating it."
+            if exc.code == "FUND_NOT_PUBLISHED"
+            else "The published version does not validate with this engine."
+        )
+        return await _simulations_page(page, fund, values=values, status=409, errors={"": why})
+    if planned.background:
+        sim = await db_call(
+            request, simulations.submit, identity, planned, max_attempts=settings.job_max_attempts
         )
         return RedirectResponse(f"/simulations/{sim.id}", status_code=303)
-    record, result = await compute_simulation(
-        request, identity, fv, spec, runs=params.runs, seed=seed, seed_drawn=params.seed is None
+    record, result = await in_thread(
+        request, simulations.run_now, identity, planned, faults=fault_plan(request)
     )
-    done = await db_call(request, repo.complete_simulation, identity.org_id, record.id, result)
+    done = await db_call(request, simulations.complete, identity, record, result)
     return RedirectResponse(f"/simulations/{done.id}", status_code=303)
 
 
@@ -1042,11 +999,12 @@ async def _simulation(page: Page, raw_id: str) -> tuple[SimulationRecord, FundRe
     sid = _parse_uuid(raw_id)
     if sid is None or page.identity is None:
         return None
-    sim = await db_call(page.request, repo.get_simulation, page.identity.org_id, sid)
-    if sim is None:
+    try:
+        sim = await db_call(page.request, simulations.get, page.identity, sid)
+        fund = await db_call(page.request, funds.get, page.identity, sim.fund_id)
+    except NotFound:
         return None
-    fund = await db_call(page.request, repo.get_fund, page.identity.org_id, sim.fund_id)
-    return None if fund is None else (sim, fund)
+    return sim, fund
 
 
 @router.get("/simulations/{simulation_id}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import APIRouter
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -13,6 +11,7 @@ from updog.api.routes import API_PREFIX
 from updog.api.schemas import LoginRequest, Me, Problem
 from updog.http.auth import (
     SESSION_COOKIE,
+    SESSION_LIFETIME,
     Viewer,
     check_csrf,
     csrf_token,
@@ -29,8 +28,6 @@ from updog.store.repositories import Identity
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
 
-#: Absolute session lifetime (SPEC §5.1: 7 days; idle expiry of 12 h is the store's).
-SESSION_LIFETIME = timedelta(days=7)
 _ERRORS = {"model": Problem, "content": {"application/problem+json": {}}}
 
 

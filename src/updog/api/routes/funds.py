@@ -17,27 +17,17 @@ no NUL, bounded depth and lists) before the engine's validators see them.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from updog import ENGINE_VERSION
-from updog.api.results import (
-    checked_json,
-    compute_simulation,
-    fault_plan,
-    result_counters,
-    simulation_body,
-)
+from updog.api.representations import result_counters, simulation_body, simulation_url
 from updog.api.routes import API_PREFIX
 from updog.api.schemas import (
-    MAX_SEED,
     ForecastOut,
     FundList,
     FundOut,
@@ -45,17 +35,17 @@ from updog.api.schemas import (
     Problem,
     PublishOut,
     SimulationOut,
-    SimulationRequest,
 )
 from updog.http.auth import Analyst, Viewer
 from updog.http.bodies import read_json
-from updog.http.deps import db_call, get_settings
-from updog.http.problems import FieldError, ProblemError, pydantic_field_errors
-from updog.model.spec import FundSpec, validate_draft
-from updog.model.validation import validate_publish
+from updog.http.deps import db_call, fault_plan, get_settings, in_thread
+from updog.http.problems import ProblemError, pydantic_field_errors
 from updog.protection.idempotency import commit_with_response
+from updog.service import forecasts, funds, simulations
+from updog.service.errors import NotFound
+from updog.service.simulations import SimulationRequest
 from updog.store import repositories as repo
-from updog.store.repositories import FundRecord, FundVersion, Identity
+from updog.store.repositories import FundRecord, Identity
 
 router = APIRouter(prefix=f"{API_PREFIX}/funds", tags=["funds"])
 
@@ -80,8 +70,6 @@ IDEMPOTENCY_KEY_HEADER = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 _IDEMPOTENT = {"parameters": [IDEMPOTENCY_KEY_HEADER]}
-#: Seeds drawn by the server stay below 2**53 so they survive JSON clients using doubles.
-_DRAWN_SEED_BITS = 53
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -98,11 +86,7 @@ def parse_id(raw: str, what: str = "fund") -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError:  # never echo the malformed text back
-        raise ProblemError(404, f"{what.upper()}_NOT_FOUND", f"No {what} with that id.") from None
-
-
-def not_found(what: str, raw: object) -> ProblemError:
-    return ProblemError(404, f"{what.upper()}_NOT_FOUND", f"No {what} {raw}.")
+        raise NotFound(what) from None
 
 
 def fund_counters(fund: FundRecord) -> dict[str, int | None]:
@@ -129,56 +113,9 @@ def fund_json(fund: FundRecord) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-def _issues_error(
-    issues: list[dict[str, Any]] | list[Any], detail: str, code: str = "VALIDATION_FAILED"
-) -> ProblemError:
-    return ProblemError(422, code, detail, errors=[dict(i) for i in issues])
-
-
-def _spec_name(spec: object) -> str | None:
-    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-        return str(spec["name"])
-    return None
-
-
 def _if_match_tags(header: str) -> list[str]:
     """Entity tags listed in an ``If-Match`` header (``*`` kept as is)."""
     return [t.strip() for t in header.split(",") if t.strip()]
-
-
-async def _load_fund(request: Request, identity: Identity, fund_id: uuid.UUID) -> FundRecord:
-    fund = await db_call(request, repo.get_fund, identity.org_id, fund_id)
-    if fund is None:
-        raise not_found("fund", fund_id)
-    return fund
-
-
-async def _load_version(
-    request: Request, identity: Identity, fund_id: uuid.UUID, which: Literal["published", "draft"]
-) -> FundVersion:
-    try:
-        version = await db_call(request, repo.get_spec, identity.org_id, fund_id, which)
-    except repo.NotPublished:
-        raise ProblemError(
-            409,
-            "FUND_NOT_PUBLISHED",
-            f"Fund {fund_id} has no published version; publish it, or pass ?version=draft "
-            "to preview a draft that validates.",
-        ) from None
-    if version is None:
-        raise not_found("fund", fund_id)
-    return version
-
-
-async def _valid_spec(version: FundVersion) -> FundSpec:
-    spec, errors, _warnings = await run_in_threadpool(validate_publish, version.spec)
-    if spec is None:
-        raise _issues_error(
-            errors,
-            f"Revision {version.revision} of the fund does not validate; fix the draft "
-            "(and publish it) to compute results.",
-        )
-    return spec
 
 
 # -- routes -----------------------------------------------------------------------------
@@ -196,24 +133,17 @@ async def create_fund(request: Request, identity: Identity = Analyst) -> Respons
     """Store the body as draft revision 1. Draft rules apply: the fields present must have the
     right types and ranges; missing ones are allowed. 201 with ``Location`` and ``ETag``."""
     body = await read_json(request)
-    issues = await run_in_threadpool(validate_draft, body)
-    if issues:
-        raise _issues_error(issues, f"The draft has {len(issues)} error(s); see errors[].")
-    name = _spec_name(body)
 
     def create(conn: Any) -> Response:  # the fund and the idempotency record: one commit
-        fund = repo.create_fund(conn, identity.org_id, identity.user_id, name, body)
+        fund = funds.create(conn, identity, body)
         return JSONResponse(
             fund_json(fund),
             status_code=201,
             headers={"Location": fund_url(request, fund.id), "ETag": fund.etag},
         )
 
-    try:
-        # repo.create_fund is one INSERT … RETURNING statement (both rows).
-        return await commit_with_response(request, create, single_statement=True)
-    except ValueError as exc:  # the store's own checks (name length, JSON object)
-        raise ProblemError(422, "VALIDATION_FAILED", str(exc)) from None
+    # The fund insert is one INSERT … RETURNING statement (both rows).
+    return await commit_with_response(request, create, single_statement=True)
 
 
 @router.get("", response_model=FundList, summary="List the organisation's funds, newest first")
@@ -224,15 +154,7 @@ async def list_funds(
     identity: Identity = Viewer,
 ) -> Response:
     """Keyset pagination: pass ``next_cursor`` back as ``cursor``; null on the last page."""
-    try:
-        page = await db_call(request, repo.list_funds, identity.org_id, limit, cursor)
-    except repo.InvalidCursor:
-        raise ProblemError(
-            422,
-            "INVALID_CURSOR",
-            "The cursor was not produced by this listing.",
-            errors=[FieldError("/query/cursor", "INVALID_CURSOR", "Unknown cursor.")],
-        ) from None
+    page = await db_call(request, funds.listing, identity, limit, cursor)
     items = [
         {
             "id": str(f.id),
@@ -254,7 +176,7 @@ async def list_funds(
 )
 async def get_fund(request: Request, fund_id: str, identity: Identity = Viewer) -> Response:
     """The fund with its current draft spec; ``ETag`` names the draft revision."""
-    fund = await _load_fund(request, identity, parse_id(fund_id))
+    fund = await db_call(request, funds.get, identity, parse_id(fund_id))
     inm = request.headers.get("if-none-match")
     if inm and (inm.strip() == "*" or fund.etag in _if_match_tags(inm)):
         return Response(status_code=304, headers={"ETag": fund.etag})
@@ -281,37 +203,9 @@ async def replace_draft(request: Request, fund_id: str, identity: Identity = Ana
             "Send If-Match with the fund's ETag (from GET /funds/{id}) to replace the draft.",
         )
     body = await read_json(request)
-    fund = await _load_fund(request, identity, fid)
-    tags = _if_match_tags(if_match)
-    if "*" not in tags and fund.etag not in tags:
-        raise ProblemError(
-            412,
-            "PRECONDITION_FAILED",
-            "The draft has changed since you read it; fetch it again and reapply your edit.",
-            headers={"ETag": fund.etag},
-        )
-    issues = await run_in_threadpool(validate_draft, body)
-    if issues:
-        raise _issues_error(issues, f"The draft has {len(issues)} error(s); see errors[].")
-    try:
-        updated = await db_call(
-            request,
-            repo.replace_draft,
-            identity.org_id,
-            fid,
-            body,
-            fund.draft_revision,
-            user_id=identity.user_id,
-            name=_spec_name(body),
-        )
-    except repo.StaleVersion:
-        raise ProblemError(
-            412, "PRECONDITION_FAILED", "The draft changed while this edit was applied."
-        ) from None
-    except repo.NotFound:
-        raise not_found("fund", fid) from None
-    except ValueError as exc:
-        raise ProblemError(422, "VALIDATION_FAILED", str(exc)) from None
+    updated = await db_call(
+        request, funds.save_draft, identity, fid, body, if_match=_if_match_tags(if_match)
+    )
     return JSONResponse(fund_json(updated), headers={"ETag": updated.etag})
 
 
@@ -327,28 +221,12 @@ async def publish_fund(request: Request, fund_id: str, identity: Identity = Anal
     Pointer; warnings do not block and come back in the body. An optional ``If-Match``
     makes sure the version published is the one the caller reviewed (412 otherwise)."""
     fid = parse_id(fund_id)
-    fund = await _load_fund(request, identity, fid)
     if_match = request.headers.get("if-match")
-    if if_match:
-        tags = _if_match_tags(if_match)
-        if "*" not in tags and fund.etag not in tags:
-            raise ProblemError(
-                412,
-                "PRECONDITION_FAILED",
-                "The draft has changed since you read it.",
-                headers={"ETag": fund.etag},
-            )
-    spec, errors, warnings = await run_in_threadpool(validate_publish, fund.spec)
-    if spec is None:
-        raise _issues_error(
-            errors,
-            f"The fund cannot be published: {len(errors)} error(s); see errors[].",
-        )
+    tags = _if_match_tags(if_match) if if_match else None
 
     def publish(conn: Any) -> Response:  # the publication and the idempotency record
-        published = repo.publish(
-            conn, identity.org_id, fid, fund.draft_revision, user_id=identity.user_id
-        )
+        done = funds.publish(conn, identity, fid, if_match=tags)
+        published = done.fund
         assert published.published_version is not None
         assert published.published_revision is not None
         body = PublishOut(
@@ -358,18 +236,11 @@ async def publish_fund(request: Request, fund_id: str, identity: Identity = Anal
             published_version=published.published_version,
             published_revision=published.published_revision,
             etag=published.etag,
-            warnings=[Issue.model_validate(w) for w in warnings],
+            warnings=[Issue.model_validate(w) for w in done.warnings],
         ).model_dump(mode="json")
         return JSONResponse(body, headers={"ETag": published.etag})
 
-    try:
-        return await commit_with_response(request, publish)
-    except repo.StaleVersion:
-        raise ProblemError(
-            409, "DRAFT_CHANGED", "The draft changed while publishing; review it and retry."
-        ) from None
-    except repo.NotFound:
-        raise not_found("fund", fid) from None
+    return await commit_with_response(request, publish)
 
 
 @router.get(
@@ -390,21 +261,11 @@ async def get_forecast(
     Results are stored per (draft revision, engine version) with their provenance and reused:
     ``cached`` says whether this answer was computed now.
     """
-    from updog.model.forecast import run_forecast
-
     fid = parse_id(fund_id)
-    fv = await _load_version(request, identity, fid, version)
-    stored = await db_call(request, repo.get_forecast, identity.org_id, fv.id, ENGINE_VERSION)
-    cached = stored is not None
-    if stored is None:
-        spec = await _valid_spec(fv)
-        faults = fault_plan(request)
-        result = await run_in_threadpool(
-            lambda: checked_json(run_forecast(spec, faults=faults).to_dict())
-        )
-        stored = await db_call(
-            request, repo.save_forecast, fv.id, ENGINE_VERSION, fv.spec_hash, result
-        )
+    done = await in_thread(
+        request, forecasts.forecast, identity, fid, version, faults=fault_plan(request)
+    )
+    stored, fv = done.stored, done.version
     body = {
         "id": str(stored.id),
         "fund_id": str(fid),
@@ -416,7 +277,7 @@ async def get_forecast(
             "spec_hash": stored.spec_hash,
             "seed": None,
         },
-        "cached": cached,
+        "cached": done.cached,
         "result": stored.result,
     }
     return JSONResponse(body)
@@ -464,31 +325,41 @@ async def create_simulation(
     computed in a worker thread; more become a durable background job: 202 with
     ``Location`` of the queued simulation (follow it, or its ``/events``). The stored
     result records engine version, spec version and hash, and seed."""
-
     fid = parse_id(fund_id)
     params = _simulation_request(await read_json(request))
-    limit = get_settings(request).sync_runs_limit
-    fv = await _load_version(request, identity, fid, version)
-    spec = await _valid_spec(fv)
-    seed = params.seed if params.seed is not None else secrets.randbits(_DRAWN_SEED_BITS)
-    assert seed <= MAX_SEED
-    if params.runs > limit:
-        from updog.api.routes.simulations import submit_job
-
-        return await submit_job(
-            request, identity, fv, runs=params.runs, seed=seed, seed_drawn=params.seed is None
-        )
-    record, result = await compute_simulation(
-        request, identity, fv, spec, runs=params.runs, seed=seed, seed_drawn=params.seed is None
+    settings = get_settings(request)
+    planned = await db_call(
+        request,
+        simulations.plan,
+        identity,
+        fid,
+        version,
+        params,
+        sync_runs_limit=settings.sync_runs_limit,
     )
-    root: str = request.scope.get("root_path", "")
+    if planned.background:
+
+        def submit(conn: Any) -> Response:  # the job and the idempotency record: one commit
+            sim = simulations.submit(
+                conn, identity, planned, max_attempts=settings.job_max_attempts
+            )
+            return JSONResponse(
+                simulation_body(sim),
+                status_code=202,
+                headers={"Location": simulation_url(request, sim.id)},
+            )
+
+        return await commit_with_response(request, submit)
+    record, result = await in_thread(
+        request, simulations.run_now, identity, planned, faults=fault_plan(request)
+    )
 
     def complete(conn: Any) -> Response:  # the stored result and the idempotency record
-        done = repo.complete_simulation(conn, identity.org_id, record.id, result)
+        done = simulations.complete(conn, identity, record, result)
         return JSONResponse(
             simulation_body(done),
             status_code=201,
-            headers={"Location": f"{root}{API_PREFIX}/simulations/{done.id}"},
+            headers={"Location": simulation_url(request, done.id)},
         )
 
     return await commit_with_response(request, complete)
