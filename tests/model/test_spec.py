@@ -14,6 +14,7 @@ from updog.model.spec import (
     SpecError,
     bounded_pareto_mean,
     expected_multiple,
+    present_field_issues,
     spec_hash,
     validate_draft,
 )
@@ -385,7 +386,7 @@ def test_a_fee_tier_without_end_year_runs_to_the_end_and_overlaps_a_later_tier(
     if end_year != "missing":
         first["end_year"] = end_year
     data = minimal_spec_json(fees={"tiers": [first, {"rate": 0.015, "start_year": 6}]})
-    errors = validate_draft(data)
+    errors = present_field_issues(data)
     assert [(e["path"], e["code"]) for e in errors] == [
         ("/fees/tiers/1/start_year", "TIERS_OVERLAP_OR_UNORDERED")
     ]
@@ -400,7 +401,7 @@ def test_a_follow_on_check_cannot_exceed_the_fund() -> None:
         "follow_on": "fixed",
         "follow_on_check": 2e8,
     }
-    errors = validate_draft(minimal_spec_json(construction={"allocations": [allocation]}))
+    errors = present_field_issues(minimal_spec_json(construction={"allocations": [allocation]}))
     assert [(e["path"], e["code"]) for e in errors] == [
         ("/construction/allocations/0/follow_on_check", "CHECK_ABOVE_FUND_SIZE")
     ]
@@ -420,3 +421,23 @@ def test_settings_another_choice_makes_irrelevant_are_warned_about() -> None:
         spec, errors, warnings = validate_publish(data)
         assert spec is not None and errors == []
         assert (path, "SETTING_IGNORED") in [(w["path"], w["code"]) for w in warnings], path
+
+
+def test_a_draft_may_break_cross_field_rules_until_it_is_published() -> None:
+    """SPEC §2: a draft is checked for types and ranges; the rules between fields are publish
+    rules (the API's FundSpecDraft schema can say only the first)."""
+    tiers = {"tiers": [{"rate": 0.02}, {"rate": 0.015, "start_year": 3}]}  # overlap
+    draft = minimal_spec_json(fund_life_years=4, investment_period_years=6, fees=tiers)
+    assert validate_draft(draft) == []
+    codes = {i["code"] for i in present_field_issues(draft)}
+    assert {"PERIOD_EXCEEDS_LIFE", "TIERS_OVERLAP_OR_UNORDERED"} <= codes
+
+
+def test_integral_floats_are_integers_and_other_numbers_are_not() -> None:
+    assert validate_draft({"vintage_year": 2025.0, "fees": {"tiers": [{"start_year": 2.0}]}}) == []
+    wrong = validate_draft({"vintage_year": 2025.5, "fund_life_years": "10", "horizon_years": True})
+    assert [(i["path"], i["code"]) for i in wrong] == [
+        ("/vintage_year", "WRONG_TYPE"),
+        ("/fund_life_years", "WRONG_TYPE"),
+        ("/horizon_years", "WRONG_TYPE"),
+    ]

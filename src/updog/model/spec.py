@@ -18,18 +18,22 @@ Two levels of checking:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import types
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -37,6 +41,19 @@ from pydantic_core import PydanticCustomError
 
 #: Largest amount of money a spec may hold, dollars (ten trillion): beyond it is a units mistake.
 MAX_DOLLARS = 1e13
+
+
+def _integral(value: Any) -> Any:
+    """A float with no fractional part is the integer it spells (JSON has one number type:
+    ``2025.0`` is the integer 2025, as JSON Schema's ``integer`` says); anything else is left
+    for the strict ``int`` check (so ``"2025"``, ``true`` and ``2025.5`` stay wrong)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
+#: Ahead of a strict ``int`` field: accept integral floats (:func:`_integral`).
+INTEGRAL = BeforeValidator(_integral)
 
 Ratio = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
 Dollars = Annotated[float, Field(ge=0.0, le=MAX_DOLLARS, allow_inf_nan=False, strict=True)]
@@ -74,7 +91,7 @@ class _CrossFieldError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _check_year_range(start_year: int, end_year: int | None) -> None:
@@ -107,8 +124,8 @@ class FeeTier(_Model):
 
     rate: Annotated[float, Field(ge=0.0, le=0.05, allow_inf_nan=False, strict=True)] = 0.02
     basis: FeeBasis = FeeBasis.committed
-    start_year: Annotated[int, Field(ge=1, le=50, strict=True)] = 1
-    end_year: Annotated[int | None, Field(ge=1, le=50, strict=True)] = None
+    start_year: Annotated[int, Field(ge=1, le=50, strict=True), INTEGRAL] = 1
+    end_year: Annotated[int | None, Field(ge=1, le=50, strict=True), INTEGRAL] = None
 
     @model_validator(mode="after")
     def _check(self) -> FeeTier:
@@ -129,8 +146,8 @@ class Expense(_Model):
 
     category: ShortText
     annual_amount: Dollars
-    start_year: Annotated[int, Field(ge=1, le=50, strict=True)] = 1
-    end_year: Annotated[int | None, Field(ge=1, le=50, strict=True)] = None
+    start_year: Annotated[int, Field(ge=1, le=50, strict=True), INTEGRAL] = 1
+    end_year: Annotated[int | None, Field(ge=1, le=50, strict=True), INTEGRAL] = None
     growth: Annotated[float, Field(ge=-0.5, le=0.5, allow_inf_nan=False, strict=True)] = 0.0
 
     @model_validator(mode="after")
@@ -162,7 +179,7 @@ class Recycling(_Model):
 
     enabled: Annotated[bool, Field(strict=True)] = False
     cap_ratio: Annotated[float, Field(ge=0.0, le=0.25, allow_inf_nan=False, strict=True)] = 0.15
-    period_years: Annotated[int, Field(ge=0, le=20, strict=True)] = 5
+    period_years: Annotated[int, Field(ge=0, le=20, strict=True), INTEGRAL] = 5
     rate: Ratio = 1.0
 
 
@@ -297,7 +314,9 @@ class Allocation(_Model):
     follow_on: FollowOn = FollowOn.pro_rata
     follow_on_check: Dollars = 0.0
     participation: Ratio = 0.5
-    follow_on_rounds: Annotated[int | None, Field(ge=0, le=MAX_STAGES, strict=True)] = None
+    follow_on_rounds: Annotated[int | None, Field(ge=0, le=MAX_STAGES, strict=True), INTEGRAL] = (
+        None
+    )
 
 
 class DeploymentCurve(StrEnum):
@@ -482,15 +501,15 @@ class FundSpec(_Model):
 
     name: ShortText
     fund_size: PositiveDollars
-    vintage_year: Annotated[int, Field(ge=2000, le=2100, strict=True)]
+    vintage_year: Annotated[int, Field(ge=2000, le=2100, strict=True), INTEGRAL]
     model_inputs_as_of: date
     first_close: date | None = None
-    fund_life_years: Annotated[int, Field(ge=1, le=20, strict=True)] = 10
-    investment_period_years: Annotated[int, Field(ge=1, le=10, strict=True)] = 5
-    extension_years: Annotated[int, Field(ge=0, le=5, strict=True)] = 2
+    fund_life_years: Annotated[int, Field(ge=1, le=20, strict=True), INTEGRAL] = 10
+    investment_period_years: Annotated[int, Field(ge=1, le=10, strict=True), INTEGRAL] = 5
+    extension_years: Annotated[int, Field(ge=0, le=5, strict=True), INTEGRAL] = 2
     end_of_term: EndOfTerm = Field(default_factory=EndOfTerm)
     evergreen: Annotated[bool, Field(strict=True)] = False
-    horizon_years: Annotated[int, Field(ge=1, le=30, strict=True)] = 15
+    horizon_years: Annotated[int, Field(ge=1, le=30, strict=True), INTEGRAL] = 15
     fees: Fees = Field(default_factory=Fees)
     expenses: Annotated[list[Expense], Field(max_length=MAX_EXPENSES)] = Field(default_factory=list)
     waterfall: Waterfall = Field(default_factory=Waterfall)
@@ -549,6 +568,57 @@ class FundSpec(_Model):
             if stage.name == name:
                 return i
         raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- drafts
+
+
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _draft_type(annotation: Any) -> Any:
+    """``annotation`` with every spec model in it replaced by its draft (lists, unions)."""
+    if isinstance(annotation, type) and issubclass(annotation, _Model):
+        return draft_of(annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is list:
+        return list[_draft_type(args[0])]  # type: ignore[misc]
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_draft_type(a) for a in args)]  # noqa: UP007
+    return annotation
+
+
+@functools.cache
+def draft_of(model: type[_Model]) -> type[BaseModel]:
+    """The draft form of a spec model (SPEC §2: a draft may be incomplete): the same fields
+    with the same types, ranges and single-field validators, every one optional at any depth
+    and none defaulted, and no cross-field rule (those run at publish, with every field
+    present). One model, so the draft's JSON Schema (``FundSpecDraft`` in the API) is what
+    :func:`validate_draft` checks. Named ``<Model>Draft``."""
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        annotation = _draft_type(info.annotation)
+        if info.metadata:
+            annotation = Annotated[annotation, *info.metadata]
+        fields[name] = (
+            annotation,
+            Field(default=None, description=info.description, json_schema_extra=_drop_default),
+        )
+    validators = {
+        name: field_validator(*dec.info.fields, mode=dec.info.mode)(
+            getattr(dec.func, "__func__", dec.func)  # the function under the classmethod
+        )
+        for name, dec in model.__pydantic_decorators__.field_validators.items()
+    }
+    draft: type[BaseModel] = create_model(
+        f"{model.__name__}Draft",
+        __config__=ConfigDict(extra="forbid", frozen=True),
+        __doc__=f"A draft of {model.__name__}: any field may be missing (see validate_draft).",
+        __validators__=validators,
+        **fields,
+    )
+    return draft
 
 
 _BAD = object()
@@ -933,13 +1003,32 @@ def all_issues(data: dict[str, Any]) -> list[Issue]:
     return issues
 
 
-def validate_draft(data: object) -> list[Issue]:
-    """Check a draft: types and ranges of the fields present, at any depth, and the
-    cross-field rules among them; missing fields are allowed anywhere (SPEC §2). Returns a list
-    of issues (empty when the draft is acceptable)."""
+#: The draft form of :class:`FundSpec` (:func:`draft_of`).
+FundSpecDraft = draft_of(FundSpec)
+
+
+def present_field_issues(data: object) -> list[Issue]:
+    """Every rule the fields present break, cross-field rules among them included; missing
+    fields are allowed anywhere. Stricter than :func:`validate_draft`: the setup wizard saves
+    only what passes this, so a draft it writes is consistent as far as it goes."""
     if not isinstance(data, dict):
         return [Issue(path="", code="NOT_AN_OBJECT", message="a fund spec must be a JSON object")]
     return [i for i in all_issues(data) if i["code"] != "REQUIRED"]
+
+
+def validate_draft(data: object) -> list[Issue]:
+    """Check a draft: types and ranges of the fields present, at any depth; missing fields are
+    allowed anywhere (SPEC §2). Cross-field rules (period within life, shares summing to 1,
+    stage references, …) are publish rules: a draft in progress may break them. This is
+    :class:`FundSpecDraft`, whose JSON Schema the API publishes. Returns a list of issues
+    (empty when the draft is acceptable)."""
+    if not isinstance(data, dict):
+        return [Issue(path="", code="NOT_AN_OBJECT", message="a fund spec must be a JSON object")]
+    try:
+        FundSpecDraft.model_validate(data)
+    except ValidationError as exc:
+        return _issues_from_validation_error(exc)
+    return []
 
 
 class SpecError(ValueError):
@@ -977,6 +1066,7 @@ __all__ = [
     "Fees",
     "FollowOn",
     "FundSpec",
+    "FundSpecDraft",
     "Issue",
     "Market",
     "OutcomeBand",
@@ -993,6 +1083,7 @@ __all__ = [
     "canonical_json",
     "expected_multiple",
     "issue_code",
+    "present_field_issues",
     "spec_hash",
     "spec_warnings",
     "validate_draft",

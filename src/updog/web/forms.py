@@ -45,7 +45,7 @@ from updog.model.spec import (
     Stage,
     UnusedReserves,
     WaterfallType,
-    validate_draft,
+    present_field_issues,
 )
 from updog.model.validation import validate_publish
 
@@ -1052,7 +1052,7 @@ def issue_message(issue: Issue, node: Node | None) -> str:
 def step_issues(step: Step, candidate: Mapping[str, Any], *, complete: bool) -> list[Issue]:
     """Issues of ``candidate`` that this step shows. Draft rules always; with ``complete``
     (the GP pressed Continue) also what publishing would require of this step's fields."""
-    issues = list(validate_draft(dict(candidate)))
+    issues = list(present_field_issues(dict(candidate)))
     if complete:
         _spec, errors, _warnings = validate_publish(dict(candidate))
         issues.extend(errors)
@@ -1116,7 +1116,7 @@ def savable(
     for key in unparsed:
         _revert(work, old, key.split("."))
     for attempt in range(4):
-        issues = validate_draft(work)
+        issues = present_field_issues(work)
         if not issues:
             return work
         for issue in issues:
