@@ -151,7 +151,7 @@ def test_docs_are_local(live: LiveServer) -> None:
         assert spec.status_code == 200
         doc = spec.json()
         assert "/api/v1/funds/{fund_id}/simulations" in doc["paths"]
-        assert "FundSpec" in doc["components"]["schemas"]
+        assert "FundSpecDraft" in doc["components"]["schemas"]
 
 
 def test_session_login_csrf_logout(live: LiveServer, analyst: Account) -> None:

@@ -17,6 +17,7 @@ from updog.api.routes import API_PREFIX, auth, calc, funds, health, simulations
 from updog.api.routes.docs import install_docs
 from updog.http.auth import TokenCache
 from updog.http.body_limit import BodyLimitMiddleware
+from updog.http.head import HeadMiddleware
 from updog.http.problems import install_problem_handlers
 from updog.observability.access_log import AccessLogMiddleware
 from updog.observability.logging import configure_logging
@@ -72,8 +73,10 @@ def create_app(
     #      layers below buffer bodies to fingerprint them).
     #   7. Idempotency — a retried POST/PATCH with a known key is answered from the stored
     #      response before it could join a fresh execution below; it reads the whole body.
-    #   8. SingleFlight — last before routing: only requests that really execute are
-    #      shared between identical concurrent callers.
+    #   8. SingleFlight — only requests that really execute are shared between identical
+    #      concurrent callers.
+    #   9. Head — last before routing: a HEAD is routed as the GET it mirrors (every layer
+    #      above saw it as the HEAD it is), its response sent without the body.
     # Starlette's ServerErrorMiddleware wraps all of these (it turns an unhandled exception
     # into our problem+json 500) and ExceptionMiddleware sits below them (the other problem
     # handlers). Two layers wrap even ServerErrorMiddleware (see below): SecurityHeaders,
@@ -115,6 +118,7 @@ def create_app(
         Middleware(
             SingleFlightMiddleware, **SingleFlightMiddleware.options(settings, database, registry)
         ),
+        Middleware(HeadMiddleware),
     ]
 
     app = FastAPI(
@@ -149,7 +153,6 @@ def create_app(
     app.include_router(pages.router)
     app.mount(pages.STATIC_PATH, pages.static_files(), name="web-static")
     install_docs(app, openapi_url=OPENAPI_URL)
-    _add_fund_spec_schema(app)
     return app
 
 
@@ -165,28 +168,3 @@ def _wrap_outermost(app: FastAPI, settings: Settings) -> None:
         return SecurityHeadersMiddleware(ProblemPagesMiddleware(build()), trusted_proxies=trusted)
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
-
-
-def _add_fund_spec_schema(app: FastAPI) -> None:
-    """Publish the engine's ``FundSpec`` JSON Schema as ``#/components/schemas/FundSpec``.
-
-    The fund routes parse their bodies themselves (so the hostile-input guards run first),
-    hence FastAPI cannot infer the schema; the routes reference it by ``$ref``.
-    """
-    from updog.model.spec import FundSpec
-
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = original()
-        spec = FundSpec.model_json_schema(ref_template="#/components/schemas/{model}")
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for name, definition in spec.pop("$defs", {}).items():
-            components.setdefault(name, definition)
-        components["FundSpec"] = spec
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

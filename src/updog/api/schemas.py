@@ -11,27 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class Issue(BaseModel):
-    """A validation error or warning: JSON Pointer (RFC 6901) path, code, message."""
-
-    path: str = Field(examples=["/stages/2/graduation_rate"])
-    code: str = Field(examples=["OUT_OF_RANGE"])
-    message: str
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details as this API sends them (``application/problem+json``)."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    code: str = Field(description="Stable UPPER_SNAKE error code.")
-    request_id: str | None = None
-    errors: list[Issue] = Field(default_factory=list)
-
+from updog.http.openapi import Issue
 
 #: Descriptions of the two counters of a fund (also in the README's API section).
 DRAFT_REVISION = (
@@ -155,7 +135,7 @@ class SimulationOut(BaseModel):
 class LoginRequest(BaseModel):
     """``POST /auth/login`` body."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=1024)

@@ -34,11 +34,12 @@ from collections.abc import Sequence
 from decimal import Decimal, localcontext
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from updog.finance._decimal import (
     CONTEXT,
     ZERO,
+    FundYear,
     NonNegative,
     Number,
     Ratio,
@@ -67,8 +68,8 @@ class FeeTier(BaseModel):
 
     rate: Ratio
     basis: FeeBasis = FeeBasis.COMMITTED
-    start_year: int = Field(ge=1)
-    end_year: int = Field(ge=1)
+    start_year: FundYear
+    end_year: FundYear
 
     @model_validator(mode="after")
     def _years_ordered(self) -> FeeTier:

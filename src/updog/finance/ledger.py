@@ -46,9 +46,17 @@ from collections.abc import Sequence
 from decimal import Decimal, localcontext
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from updog.finance._decimal import CONTEXT, ZERO, Money, NonNegative, Ratio, round_cents
+from updog.finance._decimal import (
+    CONTEXT,
+    ZERO,
+    Money,
+    NonNegative,
+    Quarter,
+    Ratio,
+    round_cents,
+)
 from updog.finance.waterfall import catch_up_and_carry
 
 __all__ = [
@@ -80,7 +88,7 @@ class LedgerConfig(BaseModel):
     catch_up: Ratio = Decimal("0")
     recycling_enabled: bool = False
     recycling_cap: Ratio | None = None
-    recycling_window_quarters: int | None = Field(default=None, ge=0)
+    recycling_window_quarters: Quarter | None = None
     recycling_take_rate: Ratio = Decimal("1")
     committed: NonNegative | None = None
     clawback_enabled: bool = False
@@ -100,7 +108,7 @@ class LedgerContribution(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    quarter: int = Field(ge=0)
+    quarter: Quarter
     amount: NonNegative
 
 
@@ -109,7 +117,7 @@ class LedgerExit(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    quarter: int = Field(ge=0)
+    quarter: Quarter
     gross_proceeds: NonNegative
 
 

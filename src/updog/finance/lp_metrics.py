@@ -50,7 +50,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from updog.finance._decimal import CONTEXT, ZERO, Money, NonNegative, round_cents
+from updog.finance._decimal import CONTEXT, ZERO, Money, NonNegative, RecordId, round_cents
 from updog.finance.xirr import xirr_result
 
 __all__ = [
@@ -94,12 +94,12 @@ class CashFlowEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: int
+    id: RecordId
     event_type: EventType
     amount: Money
     event_date: date
     status: EventStatus | None = None
-    reversal_of: int | None = None
+    reversal_of: RecordId | None = None
 
 
 class ValuationMark(BaseModel):
@@ -107,12 +107,12 @@ class ValuationMark(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: int
+    id: RecordId
     fair_value: NonNegative
     mark_date: date
     status: MarkStatus | None = None
     confidence: Confidence = "medium"
-    company_id: int | None = None
+    company_id: RecordId | None = None
 
 
 class MetricWarning(BaseModel):

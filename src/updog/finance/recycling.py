@@ -22,15 +22,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal, localcontext
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from updog.finance._decimal import (
     CONTEXT,
     ONE,
     ZERO,
+    FundYear,
     NonNegative,
     Number,
     Ratio,
+    YearIndex,
     round_cents,
     to_decimal,
 )
@@ -54,7 +56,7 @@ class RecyclingTerms(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cap: Ratio
-    period_years: int = Field(ge=1)
+    period_years: FundYear
     rate: Ratio = ONE
 
 
@@ -65,7 +67,7 @@ class ExitEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     exit_id: str
-    year: int = Field(ge=0)
+    year: YearIndex
     gross_proceeds: NonNegative
     ownership: Ratio = ONE
 

@@ -50,18 +50,20 @@ from datetime import date, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
 from enum import StrEnum
 from fractions import Fraction
-from typing import Final, Literal, Self, get_args
+from typing import Annotated, Final, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from updog.finance._decimal import (
     CONTEXT,
     FINE,
+    INTEGRAL,
     ONE,
     ZERO,
     Money,
     NonNegative,
     Number,
+    Quarter,
     Ratio,
     fine,
     round_cents,
@@ -124,6 +126,10 @@ class WaterfallTier(BaseModel):
         return self
 
 
+#: Most tiers a policy has (each kind at most once, and there are four kinds).
+MAX_TIERS: Final = 4
+
+
 class WaterfallPolicy(BaseModel):
     """An ordered list of tiers (see the module docstring).
 
@@ -134,7 +140,7 @@ class WaterfallPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    tiers: tuple[WaterfallTier, ...] = Field(min_length=1)
+    tiers: tuple[WaterfallTier, ...] = Field(min_length=1, max_length=MAX_TIERS)
 
     @model_validator(mode="after")
     def _tiers_ordered(self) -> Self:
@@ -532,7 +538,7 @@ class QuarterAmount(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    quarter: int = Field(ge=0)
+    quarter: Quarter
     amount: NonNegative
 
 
@@ -545,7 +551,7 @@ class EuropeanTerms(BaseModel):
     carry: Ratio
     hurdle: Ratio = Decimal("0")
     catch_up: Ratio = Decimal("1")
-    periods_per_year: int = Field(default=4, ge=1)
+    periods_per_year: Annotated[int, Field(ge=1, le=365, strict=True), INTEGRAL] = 4
 
 
 class EuropeanRow(BaseModel):

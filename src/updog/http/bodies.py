@@ -33,12 +33,11 @@ from typing import Any
 
 from starlette.requests import Request
 
-from updog.http.problems import FieldError, ProblemError, pointer
+from updog.http.problems import MAX_REPORTED_ERRORS, FieldError, ProblemError, pointer
 
 DEFAULT_MAX_DEPTH = 64
 DEFAULT_MAX_ITEMS = 10_000
 MAX_INT_DIGITS = 64
-MAX_REPORTED_ERRORS = 100
 
 
 class _Bad:

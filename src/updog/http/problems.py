@@ -43,6 +43,8 @@ from updog.model.spec import issue_code
 from updog.observability.logging import get_logger, request_id_var
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+#: Most entries of ``errors[]`` in one problem (the first ones, in document order).
+MAX_REPORTED_ERRORS = 100
 _log = get_logger("updog.api")
 
 #: Codes for plain HTTP errors raised by the framework (routing, methods, ...).
@@ -286,18 +288,51 @@ async def _problem_error_handler(request: Request, exc: Exception) -> Response:
     )
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers at the request's path (``HEAD`` wherever
+    ``GET`` is, :mod:`updog.http.head`), sorted: the ``Allow`` of a 405 (RFC 9110 §10.2.1).
+    Starlette's own 405 names the methods of the first route matching the path only."""
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and getattr(route, "methods", None) and regex.match(path):
+            methods |= set(route.methods)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 async def _http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else None
     status = exc.status_code
+    headers = dict(exc.headers or {})
+    if status == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return problem_response(
-        request, status, code_for_status(status), detail, headers=exc.headers or None
+        request, status, code_for_status(status), detail, headers=headers or None
     )
 
 
 async def _validation_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = pydantic_field_errors(exc.errors())
+    refused = getattr(request.state, "body_refusal", None)
+    if isinstance(refused, ProblemError):  # the body failed its guards (updog.http.routing)
+        return await _problem_error_handler(request, refused)
+    if isinstance(refused, RequestValidationError):  # … or its model, in strict JSON mode
+        exc = refused
+    raw = exc.errors()
+    if raw and all(
+        e.get("type") == "missing" and tuple(e.get("loc", ()))[-1:] == ("If-Match",) for e in raw
+    ):  # a conditional write without its precondition: RFC 6585 §3
+        return problem_response(
+            request,
+            428,
+            "PRECONDITION_REQUIRED",
+            "Send If-Match with the resource's ETag (from a GET of it) to change it.",
+        )
+    errors = pydantic_field_errors(raw[:MAX_REPORTED_ERRORS])
     return problem_response(
         request,
         422,

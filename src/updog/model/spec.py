@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 import types
 from datetime import date
 from enum import StrEnum
@@ -29,7 +30,6 @@ from typing import Annotated, Any, TypedDict, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -39,21 +39,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from updog.finance._decimal import INTEGRAL
+
+#: An RFC 3339 full-date, YYYY-MM-DD.
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
 #: Largest amount of money a spec may hold, dollars (ten trillion): beyond it is a units mistake.
 MAX_DOLLARS = 1e13
 
-
-def _integral(value: Any) -> Any:
-    """A float with no fractional part is the integer it spells (JSON has one number type:
-    ``2025.0`` is the integer 2025, as JSON Schema's ``integer`` says); anything else is left
-    for the strict ``int`` check (so ``"2025"``, ``true`` and ``2025.5`` stay wrong)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
-        return int(value)
-    return value
-
-
-#: Ahead of a strict ``int`` field: accept integral floats (:func:`_integral`).
-INTEGRAL = BeforeValidator(_integral)
 
 Ratio = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
 Dollars = Annotated[float, Field(ge=0.0, le=MAX_DOLLARS, allow_inf_nan=False, strict=True)]
@@ -524,9 +517,17 @@ class FundSpec(_Model):
     @field_validator("model_inputs_as_of", "first_close", mode="before")
     @classmethod
     def _iso_dates(cls, value: Any) -> Any:
-        # Dates are ISO-8601 text (or date objects from YAML); a number is not a date here.
-        if value is None or isinstance(value, str | date):
+        # Dates are ISO-8601 calendar dates written YYYY-MM-DD (RFC 3339 full-date, JSON
+        # Schema's "date"), or date objects from YAML; a number is not a date here.
+        if value is None or isinstance(value, date):
             return value
+        if isinstance(value, str) and _FULL_DATE.fullmatch(value):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                raise PydanticCustomError(
+                    "date_from_datetime_parsing", "Input should be a real calendar date"
+                ) from None
         raise PydanticCustomError("date_type", "Input should be an ISO-8601 date (YYYY-MM-DD)")
 
     @model_validator(mode="after")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from updog import ENGINE_VERSION
+from updog.finance._decimal import INTEGRAL
 from updog.jobs import queue
 from updog.model.faults import FaultPlan
 from updog.model.spec import FundSpec
@@ -36,13 +38,16 @@ DRAWN_SEED_BITS = 53
 
 
 class SimulationRequest(BaseModel):
-    """What to simulate: ``runs`` paths with ``seed`` (drawn and reported when omitted)."""
+    """What to simulate: ``runs`` paths with ``seed`` (drawn and reported when omitted).
+    Integers are JSON integers (``20000`` or ``20000.0``), never strings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    runs: int = Field(ge=MIN_RUNS, le=MAX_RUNS, description="Monte Carlo paths.")
-    seed: int | None = Field(
-        default=None, ge=0, le=MAX_SEED, description="Seed; omitted → drawn and reported."
+    runs: Annotated[int, Field(ge=MIN_RUNS, le=MAX_RUNS), INTEGRAL] = Field(
+        description="Monte Carlo paths."
+    )
+    seed: Annotated[int | None, Field(ge=0, le=MAX_SEED), INTEGRAL] = Field(
+        default=None, description="Seed; omitted → drawn and reported."
     )
 
 

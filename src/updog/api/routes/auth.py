@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from updog.api.routes import API_PREFIX
-from updog.api.schemas import LoginRequest, Me, Problem
+from updog.api.schemas import LoginRequest, Me
 from updog.http.auth import (
     SESSION_COOKIE,
     SESSION_LIFETIME,
@@ -19,45 +18,28 @@ from updog.http.auth import (
     unauthenticated,
     unsign_session,
 )
-from updog.http.bodies import read_json
 from updog.http.deps import db_call, get_settings
-from updog.http.problems import ProblemError, pydantic_field_errors
+from updog.http.openapi import problem_responses
+from updog.http.problems import ProblemError
+from updog.http.routing import GuardedRoute
 from updog.protection.rate_limit import AccountLimiter
 from updog.store import repositories as repo
 from updog.store.repositories import Identity
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
-
-_ERRORS = {"model": Problem, "content": {"application/problem+json": {}}}
-
-
-def _login_body(data: object) -> LoginRequest:
-    try:
-        return LoginRequest.model_validate(data, strict=True)
-    except ValidationError as exc:
-        errors = pydantic_field_errors(exc.errors(), drop_location=False)
-        raise ProblemError(
-            422, "VALIDATION_FAILED", "Invalid login request.", errors=errors
-        ) from None
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"], route_class=GuardedRoute)
 
 
 @router.post(
     "/login",
     response_model=Me,
+    operation_id="login",
     summary="Sign in with email and password; sets the session cookie",
-    responses={401: _ERRORS, 422: _ERRORS},
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": LoginRequest.model_json_schema()}},
-        }
-    },
+    responses=problem_responses(body=True, public=True) | problem_responses(401, public=True),
 )
-async def login(request: Request) -> Response:
+async def login(request: Request, body: LoginRequest) -> Response:
     """Verify the password (Argon2id, constant time for unknown emails), open a session and
     set ``updog_session`` (HttpOnly, SameSite=Lax, Secure over HTTPS). The body returns the
     CSRF token to send as ``X-CSRF-Token`` on writes made with the cookie."""
-    body = _login_body(await read_json(request))
     await _limit_account(request, body.email)
     user = await db_call(request, repo.verify_password, body.email, body.password)
     if user is None:
@@ -110,7 +92,13 @@ async def _limit_account(request: Request, email: str) -> None:
         )
 
 
-@router.post("/logout", status_code=204, summary="Sign the session out and clear the cookie")
+@router.post(
+    "/logout",
+    status_code=204,
+    operation_id="logout",
+    summary="Sign the session out and clear the cookie",
+    responses=problem_responses(403, public=True),
+)
 async def logout(request: Request) -> Response:
     """Revoke the session named by the cookie and clear it: 204. A live session needs its CSRF
     token (``X-CSRF-Token``, 403 ``CSRF_TOKEN_INVALID`` without it), so a cross-site page
@@ -128,7 +116,13 @@ async def logout(request: Request) -> Response:
     return response
 
 
-@router.get("/me", response_model=Me, summary="The authenticated identity")
+@router.get(
+    "/me",
+    response_model=Me,
+    operation_id="me",
+    summary="The authenticated identity",
+    responses=problem_responses(),
+)
 async def me(identity: Identity = Viewer) -> Me:
     """Who the credential belongs to."""
     return Me(

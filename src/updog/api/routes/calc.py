@@ -14,14 +14,13 @@ A body passes, in order:
 
 1. :func:`updog.http.bodies.read_json` — media type, size, UTF-8, finite numbers, no NUL,
    bounded depth and lists (400/415/422);
-2. a magnitude guard — every JSON number at most :data:`MAX_MAGNITUDE` in absolute value
-   (422 ``NUMBER_TOO_LARGE``), so Decimal arithmetic stays exact;
-3. the request model, validated in strict JSON mode (integers must be integer literals,
-   booleans are not numbers; ``extra="forbid"``; bounded lists) — 422 ``VALIDATION_FAILED``
-   with every error's JSON Pointer;
-4. cross-field checks the kernel would otherwise raise without a location (fee tier order,
+2. the request model, validated in strict JSON mode (:class:`updog.http.routing.GuardedRoute`:
+   integers are JSON integers, booleans are not numbers, decimal text has no exponent;
+   ``extra="forbid"``; every number and list bounded, as the OpenAPI document says) — 422
+   ``VALIDATION_FAILED`` with every error's JSON Pointer;
+3. cross-field checks the kernel would otherwise raise without a location (fee tier order,
    schedules a fee basis needs, duplicate ids) — 422 ``VALIDATION_FAILED`` with paths;
-5. the kernel, in a worker thread; a ``ValueError`` (or a Decimal overflow) it still raises is
+4. the kernel, in a worker thread; a ``ValueError`` (or a Decimal overflow) it still raises is
    a 422 ``INVALID_INPUT`` with its message. Nothing a client sends produces a 500.
 """
 
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Context, Decimal
@@ -37,13 +35,11 @@ from fractions import Fraction
 from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from updog.api.routes import API_PREFIX
-from updog.api.schemas import Problem
 from updog.finance import (
     CashFlowEvent,
     Distribution,
@@ -77,13 +73,16 @@ from updog.finance import (
     waterfall_ledger,
     xirr_result,
 )
+from updog.finance._decimal import INTEGRAL, Money, NonNegative, Ratio
+from updog.finance._decimal import MAX_MAGNITUDE as DECIMAL_MAGNITUDE
 from updog.finance.xirr import RATE_MAX, DayCount, Strategy
 from updog.http.auth import Viewer
-from updog.http.bodies import MAX_REPORTED_ERRORS, read_json
-from updog.http.problems import FieldError, ProblemError, pointer, pydantic_field_errors
+from updog.http.openapi import problem_responses
+from updog.http.problems import MAX_REPORTED_ERRORS, FieldError, ProblemError
+from updog.http.routing import GuardedRoute
 from updog.store.repositories import Identity
 
-router = APIRouter(prefix=f"{API_PREFIX}/calc", tags=["calc"])
+router = APIRouter(prefix=f"{API_PREFIX}/calc", tags=["calc"], route_class=GuardedRoute)
 
 #: Longest list in a request (events, exits, schedules, investments...).
 MAX_ITEMS: Final = 10_000
@@ -92,9 +91,8 @@ MAX_XIRR_FLOWS: Final = 2_000
 #: Most fee tiers, and most fund years a fee schedule is computed for.
 MAX_FEE_TIERS: Final = 100
 MAX_FEE_YEARS: Final = 100
-#: Largest magnitude of any JSON number (dollars, ids, quarters): keeps Decimal arithmetic
-#: exact (the kernels are exact below 10^40 dollars).
-MAX_MAGNITUDE: Final = 1e18
+#: Largest magnitude of a float input (XIRR amounts), as the kernels' decimal inputs.
+MAX_MAGNITUDE: Final = float(DECIMAL_MAGNITUDE)
 #: Longest exit id.
 MAX_ID_LENGTH: Final = 200
 #: Longest kernel message echoed in a problem's detail.
@@ -103,8 +101,10 @@ _MAX_DETAIL: Final = 500
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
-Dollars = Annotated[Decimal, Field(ge=0, le=Decimal(str(MAX_MAGNITUDE)))]
-RatioIn = Annotated[Decimal, Field(ge=0, le=1)]
+Dollars = NonNegative
+RatioIn = Ratio
+#: A JSON integer (integral floats included) in ``ge..le``.
+Count = Annotated[int, Field(strict=True), INTEGRAL]
 
 
 class _Request(BaseModel):
@@ -118,7 +118,9 @@ class XirrFlow(_Request):
     """A dated cash flow: dollars, negative paid in, positive received."""
 
     date: date
-    amount: float = Field(allow_inf_nan=False, examples=[-10_000_000])
+    amount: float = Field(
+        ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False, examples=[-10_000_000]
+    )
 
 
 class XirrRequest(_Request):
@@ -130,7 +132,7 @@ class XirrRequest(_Request):
     )
     guess: float = Field(0.1, gt=-1.0, le=RATE_MAX, allow_inf_nan=False)
     strategy: Strategy = "hybrid"
-    max_iterations: int = Field(100, ge=1, le=1_000)
+    max_iterations: Count = Field(100, ge=1, le=1_000)
     tolerance: float = Field(1e-7, gt=0.0, le=1.0, allow_inf_nan=False)
 
 
@@ -144,7 +146,7 @@ class FeesRequest(_Request):
 
     tiers: list[FeeTier] = Field(max_length=MAX_FEE_TIERS)
     commitment: Dollars
-    years: int = Field(ge=1, le=MAX_FEE_YEARS)
+    years: Count = Field(ge=1, le=MAX_FEE_YEARS)
     called: list[Dollars] | None = Field(None, max_length=MAX_ITEMS)
     returned: list[Dollars] | None = Field(None, max_length=MAX_ITEMS)
     invested_cost: list[Dollars] | None = Field(None, max_length=MAX_ITEMS)
@@ -176,10 +178,8 @@ class WaterfallRequest(_Request):
 
     policy: WaterfallPolicy | None = None
     terms: WaterfallTerms | None = None
-    exit_proceeds: Decimal = Field(
-        ge=-Decimal(str(MAX_MAGNITUDE)),
-        le=Decimal(str(MAX_MAGNITUDE)),
-        description="Dollars realised; zero or negative distributes nothing.",
+    exit_proceeds: Money = Field(
+        description="Dollars realised; zero or negative distributes nothing."
     )
     deal_cost: Dollars
     pref_basis: PrefBasis = Field(
@@ -263,72 +263,6 @@ class MoicOut(BaseModel):
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """``model``'s JSON Schema with its ``$defs`` inlined, for an OpenAPI request body
-    (a ``#/$defs/...`` reference would resolve against the OpenAPI document's root)."""
-    schema = model.model_json_schema()
-    defs: dict[str, Any] = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                target = resolve(defs[ref.removeprefix("#/$defs/")])
-                return {**target, **{k: resolve(v) for k, v in node.items() if k != "$ref"}}
-            return {k: resolve(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [resolve(v) for v in node]
-        return node
-
-    resolved: dict[str, Any] = resolve(schema)
-    return resolved
-
-
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "description": "JSON; money in dollars (number or decimal string), ratios 0..1.",
-            "content": {"application/json": {"schema": _inline_schema(model)}},
-        }
-    }
-
-
-_PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _PROBLEM,
-    401: _PROBLEM,
-    413: _PROBLEM,
-    415: _PROBLEM,
-    422: _PROBLEM,
-}
-
-
-def _magnitude_errors(root: Any) -> list[FieldError]:
-    """JSON Pointers of numbers above :data:`MAX_MAGNITUDE` (iterative walk)."""
-    errors: list[FieldError] = []
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(root, ())]
-    while stack and len(errors) < MAX_REPORTED_ERRORS:
-        value, path = stack.pop()
-        if isinstance(value, dict):
-            stack.extend((v, (*path, k)) for k, v in reversed(list(value.items())))
-        elif isinstance(value, list):
-            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(value))))
-        elif (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and abs(value) > MAX_MAGNITUDE
-        ):
-            errors.append(
-                FieldError(
-                    pointer(path),
-                    "NUMBER_TOO_LARGE",
-                    f"Numbers must be at most {MAX_MAGNITUDE:.0e} in magnitude.",
-                )
-            )
-    return errors
-
-
 def _invalid(errors: Sequence[FieldError | dict[str, str]]) -> ProblemError:
     errors = list(errors)[:MAX_REPORTED_ERRORS]
     return ProblemError(
@@ -337,25 +271,6 @@ def _invalid(errors: Sequence[FieldError | dict[str, str]]) -> ProblemError:
         f"The request has {len(errors)} invalid field(s); see errors[].",
         errors=errors,
     )
-
-
-async def _parse(request: Request, model: type[M]) -> M:
-    """Read the guarded JSON body and validate it as ``model`` (strict JSON mode)."""
-    body = await read_json(request)
-    too_large = _magnitude_errors(body)
-    if too_large:
-        raise ProblemError(
-            422,
-            "NUMBER_TOO_LARGE",
-            f"The body has {len(too_large)} number(s) too large; see errors[].",
-            errors=too_large,
-        )
-    try:
-        # Strict JSON mode: dates and decimals from strings, no bool or float for an int.
-        return model.model_validate_json(json.dumps(body, allow_nan=False), strict=True)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)[:MAX_REPORTED_ERRORS]
-        raise _invalid(pydantic_field_errors(errors, drop_location=False)) from None
 
 
 async def _compute(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -494,12 +409,12 @@ def _fee_errors(req: FeesRequest) -> list[FieldError]:
 
 @router.post(
     "/xirr",
+    operation_id="calc_xirr",
     response_model=XirrResult,
     summary="XIRR of dated cash flows",
-    responses=_ERRORS,
-    openapi_extra=_body(XirrRequest),
+    responses=problem_responses(body=True),
 )
-async def calc_xirr(request: Request, identity: Identity = Viewer) -> Response:
+async def calc_xirr(req: XirrRequest, identity: Identity = Viewer) -> Response:
     """Excel-compatible XIRR (:func:`updog.finance.xirr_result`).
 
     Body: ``{"flows": [{"date": "2020-01-01", "amount": -10000000}, ...] (1..2,000),
@@ -515,7 +430,6 @@ async def calc_xirr(request: Request, identity: Identity = Viewer) -> Response:
     [-0.999999, 200] zeroes the NPV) or ``DID_NOT_CONVERGE`` (the solver stopped first: the
     ``newton`` strategy or ``max_iterations``), with ``reason_message`` a sentence for people;
     both are null when a rate was found."""
-    req = await _parse(request, XirrRequest)
     result = await _compute(
         xirr_result,
         [f.date for f in req.flows],
@@ -531,12 +445,12 @@ async def calc_xirr(request: Request, identity: Identity = Viewer) -> Response:
 
 @router.post(
     "/fees",
+    operation_id="calc_fees",
     response_model=FeeSchedule,
     summary="Management fees by fund year",
-    responses=_ERRORS,
-    openapi_extra=_body(FeesRequest),
+    responses=problem_responses(body=True),
 )
-async def calc_fees(request: Request, identity: Identity = Viewer) -> Response:
+async def calc_fees(req: FeesRequest, identity: Identity = Viewer) -> Response:
     """Yearly management fees (:func:`updog.finance.management_fees`): Σ active tiers
     rate × basis.
 
@@ -548,7 +462,6 @@ async def calc_fees(request: Request, identity: Identity = Viewer) -> Response:
 
     Response: ``{"yearly": ["2000000.00", ...], "total", "average"}`` — dollars as decimal
     strings, each year rounded half-up to cents, the total their sum."""
-    req = await _parse(request, FeesRequest)
     errors = _fee_errors(req)
     if errors:
         raise _invalid(errors)
@@ -567,12 +480,12 @@ async def calc_fees(request: Request, identity: Identity = Viewer) -> Response:
 
 @router.post(
     "/waterfall",
+    operation_id="calc_waterfall",
     response_model=Distribution,
     summary="Split one realisation between LP and GP (American waterfall)",
-    responses=_ERRORS,
-    openapi_extra=_body(WaterfallRequest),
+    responses=problem_responses(body=True),
 )
-async def calc_waterfall(request: Request, identity: Identity = Viewer) -> Response:
+async def calc_waterfall(req: WaterfallRequest, identity: Identity = Viewer) -> Response:
     """Tiered split of one exit (:func:`updog.finance.distribute`): return of capital →
     preferred return → GP catch-up (market definition, SPEC §3.1) → carry. The GP commitment
     is part of ``deal_cost``.
@@ -592,7 +505,6 @@ async def calc_waterfall(request: Request, identity: Identity = Viewer) -> Respo
     "total_distributed", "lp_exact", "gp_exact", "breakdown": [{"tier", "lp_amount",
     "gp_amount", "lp_exact", "gp_exact"}, ...]}`` — dollars as decimal strings, each rounded
     half-up to cents on its own (``*_exact``: unrounded, LP + GP = distributable exactly)."""
-    req = await _parse(request, WaterfallRequest)
     errors = _waterfall_errors(req)
     if errors:
         raise _invalid(errors)
@@ -618,12 +530,12 @@ async def calc_waterfall(request: Request, identity: Identity = Viewer) -> Respo
 
 @router.post(
     "/ledger",
+    operation_id="calc_ledger",
     response_model=LedgerResult,
     summary="Quarterly distribution ledger with hurdle, recycling and clawback",
-    responses=_ERRORS,
-    openapi_extra=_body(LedgerRequest),
+    responses=problem_responses(body=True),
 )
-async def calc_ledger(request: Request, identity: Identity = Viewer) -> Response:
+async def calc_ledger(req: LedgerRequest, identity: Identity = Viewer) -> Response:
     """The distribution ledger (:func:`updog.finance.waterfall_ledger`).
 
     Body: ``{"config": {"carry": 0.2, "hurdle": 0.08, "catch_up": 0, "recycling_enabled": false,
@@ -642,7 +554,6 @@ async def calc_ledger(request: Request, identity: Identity = Viewer) -> Response
     "gp_carry_total", "gp_clawback", "gp_carry_net"}}`` — dollars as decimal strings rounded
     to cents; ``dpi``/``tvpi`` unrounded decimal strings (null with nothing paid in); a
     clawback adds a synthetic row with negative ``gp_carry``."""
-    req = await _parse(request, LedgerRequest)
     result = await _compute(waterfall_ledger, req.config, req.contributions, req.exits)
     return _json(result)
 
@@ -666,12 +577,12 @@ def _moic(req: MoicRequest) -> MoicOut:
 
 @router.post(
     "/moic",
+    operation_id="calc_moic",
     response_model=MoicOut,
     summary="MOIC variants of positions and the blended portfolio MOIC",
-    responses=_ERRORS,
-    openapi_extra=_body(MoicRequest),
+    responses=problem_responses(body=True),
 )
-async def calc_moic(request: Request, identity: Identity = Viewer) -> Response:
+async def calc_moic(req: MoicRequest, identity: Identity = Viewer) -> Response:
     """MOIC variants (:mod:`updog.finance.moic`) of each position and the portfolio's
     investment-weighted blended MOIC.
 
@@ -683,18 +594,17 @@ async def calc_moic(request: Request, identity: Identity = Viewer) -> Response:
     Response: ``{"investments": [{"current", "exit", "exit_unweighted", "initial",
     "follow_on", "reserves", "reserves_unweighted", "opportunity_cost"}, ...], "blended"}``
     — unrounded ratios as decimal strings, null when the denominator is 0."""
-    req = await _parse(request, MoicRequest)
     return _json(await _compute(_moic, req))
 
 
 @router.post(
     "/recycling",
+    operation_id="calc_recycling",
     response_model=RecyclingSchedule,
     summary="Exit recycling within a cap and a period",
-    responses=_ERRORS,
-    openapi_extra=_body(RecyclingRequest),
+    responses=problem_responses(body=True),
 )
-async def calc_recycling(request: Request, identity: Identity = Viewer) -> Response:
+async def calc_recycling(req: RecyclingRequest, identity: Identity = Viewer) -> Response:
     """Recycle exit proceeds (:func:`updog.finance.recycling`): capacity = fund_size × cap;
     exits in years ``<= period_years`` recycle ``rate`` × fund proceeds up to what remains.
 
@@ -709,7 +619,6 @@ async def calc_recycling(request: Request, identity: Identity = Viewer) -> Respo
     "total_returned_to_lps", "remaining_capacity", "cap_reached", "excess_proceeds",
     "exits_within_period", "exits_after_period", "recycled_from_eligible_exits",
     "returned_from_ineligible_exits"}`` — dollars as decimal strings rounded to cents."""
-    req = await _parse(request, RecyclingRequest)
     errors = _duplicate_ids([e.exit_id for e in req.exits], "/exits", "exit_id")
     if errors:
         raise _invalid(errors)
@@ -719,12 +628,12 @@ async def calc_recycling(request: Request, identity: Identity = Viewer) -> Respo
 
 @router.post(
     "/lp-metrics",
+    operation_id="calc_lp_metrics",
     response_model=LpMetrics,
     summary="DPI, RVPI, TVPI, MOIC and net IRR from events and marks",
-    responses=_ERRORS,
-    openapi_extra=_body(LpMetricsRequest),
+    responses=problem_responses(body=True),
 )
-async def calc_lp_metrics(request: Request, identity: Identity = Viewer) -> Response:
+async def calc_lp_metrics(req: LpMetricsRequest, identity: Identity = Viewer) -> Response:
     """LP capital-account metrics as of a date (:func:`updog.finance.lp_metrics`).
 
     Body: ``{"events": [{"id": 1, "event_type": "lp_capital_call", "amount": 1000000,
@@ -743,7 +652,6 @@ async def calc_lp_metrics(request: Request, identity: Identity = Viewer) -> Resp
     "warnings": [{"code", "message"}, ...]}`` — dollars as decimal strings rounded to cents,
     ratios as unrounded decimal strings (null with zero contributions, with a
     ``ZERO_CONTRIBUTIONS`` warning), ``net_irr`` a JSON number (Actual/365) or null."""
-    req = await _parse(request, LpMetricsRequest)
     errors = _duplicate_ids([e.id for e in req.events], "/events", "id")
     errors += _duplicate_ids([m.id for m in req.marks], "/marks", "id")
     if errors:

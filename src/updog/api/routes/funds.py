@@ -11,35 +11,38 @@ used to hold the published draft revision, now ``published_revision``.
 Conditional requests (RFC 9110 §13): the ETag names the fund's draft revision. ``PUT
 /funds/{id}/draft`` requires ``If-Match`` (RFC 6585 §3: 428 without it) and answers 412
 when no listed tag is current; ``GET /funds/{id}`` honours ``If-None-Match`` (304).
-Request bodies are parsed by :mod:`updog.http.bodies` (size, media type, finite numbers,
-no NUL, bounded depth and lists) before the engine's validators see them.
+Bodies pass the guards of :mod:`updog.http.bodies` (size, media type, finite numbers, no NUL,
+bounded depth and lists) and then their pydantic model (:class:`~updog.http.routing.GuardedRoute`):
+a fund body is a ``FundSpecDraft``, the engine's ``FundSpec`` with every field optional.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Query
-from pydantic import ValidationError
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from updog.api.params import (
+    FundId,
+    IdempotencyKey,
+    IfMatch,
+    IfNoneMatch,
+    OptionalIfMatch,
+    VersionQuery,
+    if_match_tags,
+)
 from updog.api.representations import result_counters, simulation_body, simulation_url
 from updog.api.routes import API_PREFIX
-from updog.api.schemas import (
-    ForecastOut,
-    FundList,
-    FundOut,
-    Issue,
-    Problem,
-    PublishOut,
-    SimulationOut,
-)
+from updog.api.schemas import ForecastOut, FundList, FundOut, PublishOut, SimulationOut
 from updog.http.auth import Analyst, Viewer
-from updog.http.bodies import read_json
 from updog.http.deps import db_call, fault_plan, get_settings, in_thread
-from updog.http.problems import ProblemError, pydantic_field_errors
+from updog.http.openapi import Issue, problem_responses
+from updog.http.routing import GuardedRoute, json_body
+from updog.model.spec import FundSpecDraft
 from updog.protection.idempotency import commit_with_response
 from updog.service import forecasts, funds, simulations
 from updog.service.errors import NotFound
@@ -47,29 +50,53 @@ from updog.service.simulations import SimulationRequest
 from updog.store import repositories as repo
 from updog.store.repositories import FundRecord, Identity
 
-router = APIRouter(prefix=f"{API_PREFIX}/funds", tags=["funds"])
+router = APIRouter(prefix=f"{API_PREFIX}/funds", tags=["funds"], route_class=GuardedRoute)
 
-_PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
-_SPEC_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "A FundSpec as JSON. Drafts may be incomplete.",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FundSpec"}}},
-    }
+#: OpenAPI links from a created fund to what can be done with it (stateful testing follows
+#: them: create → read → replace the draft → publish → forecast → simulate).
+_FUND_LINKS = {
+    "GetFund": {"operationId": "get_fund", "parameters": {"path.fund_id": "$response.body#/id"}},
+    "ReplaceDraft": {
+        "operationId": "replace_draft",
+        "parameters": {
+            "path.fund_id": "$response.body#/id",
+            "header.If-Match": "$response.header.ETag",
+        },
+    },
+    "PublishFund": {
+        "operationId": "publish_fund",
+        "parameters": {"path.fund_id": "$response.body#/id"},
+    },
+    "GetForecast": {
+        "operationId": "get_forecast",
+        "parameters": {"path.fund_id": "$response.body#/id"},
+    },
+    "CreateSimulation": {
+        "operationId": "create_simulation",
+        "parameters": {"path.fund_id": "$response.body#/id"},
+    },
 }
-#: ``Idempotency-Key`` on the routes that create something (SPEC §6.5, IETF
-#: draft-ietf-httpapi-idempotency-key-header): optional — without it a retried request may
-#: apply twice; with it a retry returns the first response (``Idempotent-Replayed: true``).
-IDEMPOTENCY_KEY_HEADER = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "description": "Optional but recommended for retries: a unique key (1..255 characters) "
-    "per intended operation. A retry with the same key and body returns the stored response; "
-    "the same key with another body is 422; a retry while the first is running is 409.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+_SIMULATION_LINKS = {
+    "GetSimulation": {
+        "operationId": "get_simulation",
+        "parameters": {"path.simulation_id": "$response.body#/id"},
+    },
+    "CancelSimulation": {
+        "operationId": "cancel_simulation",
+        "parameters": {"path.simulation_id": "$response.body#/id"},
+    },
 }
-_IDEMPOTENT = {"parameters": [IDEMPOTENCY_KEY_HEADER]}
+
+if TYPE_CHECKING:  # a model built at import time (updog.model.spec.draft_of)
+    FundBody = BaseModel
+else:
+    FundBody = Annotated[
+        FundSpecDraft,
+        Body(
+            description="A FundSpec as JSON; a draft may leave out any field (the rules between "
+            "fields are checked when it is published)."
+        ),
+    ]
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -113,11 +140,6 @@ def fund_json(fund: FundRecord) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-def _if_match_tags(header: str) -> list[str]:
-    """Entity tags listed in an ``If-Match`` header (``*`` kept as is)."""
-    return [t.strip() for t in header.split(",") if t.strip()]
-
-
 # -- routes -----------------------------------------------------------------------------
 
 
@@ -125,14 +147,19 @@ def _if_match_tags(header: str) -> list[str]:
     "",
     status_code=201,
     response_model=FundOut,
+    operation_id="create_fund",
     summary="Create a fund from a (possibly incomplete) FundSpec (Idempotency-Key optional)",
-    responses={400: _PROBLEM, 413: _PROBLEM, 415: _PROBLEM, 422: _PROBLEM},
-    openapi_extra={**_SPEC_BODY, **_IDEMPOTENT},
+    responses={**problem_responses(body=True), 201: {"links": _FUND_LINKS}},
 )
-async def create_fund(request: Request, identity: Identity = Analyst) -> Response:
+async def create_fund(
+    request: Request,
+    spec: FundBody,
+    idempotency_key: IdempotencyKey = None,
+    identity: Identity = Analyst,
+) -> Response:
     """Store the body as draft revision 1. Draft rules apply: the fields present must have the
     right types and ranges; missing ones are allowed. 201 with ``Location`` and ``ETag``."""
-    body = await read_json(request)
+    body = json_body(request)  # as sent (the guarded parse), not as the model reads it
 
     def create(conn: Any) -> Response:  # the fund and the idempotency record: one commit
         fund = funds.create(conn, identity, body)
@@ -146,11 +173,17 @@ async def create_fund(request: Request, identity: Identity = Analyst) -> Respons
     return await commit_with_response(request, create, single_statement=True)
 
 
-@router.get("", response_model=FundList, summary="List the organisation's funds, newest first")
+@router.get(
+    "",
+    response_model=FundList,
+    operation_id="list_funds",
+    summary="List the organisation's funds, newest first",
+    responses=problem_responses(),
+)
 async def list_funds(
     request: Request,
-    limit: int = Query(50, ge=1, le=repo.MAX_PAGE_SIZE),
-    cursor: str | None = Query(None, max_length=512),
+    limit: Annotated[int, Query(ge=1, le=repo.MAX_PAGE_SIZE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
     identity: Identity = Viewer,
 ) -> Response:
     """Keyset pagination: pass ``next_cursor`` back as ``cursor``; null on the last page."""
@@ -171,14 +204,21 @@ async def list_funds(
 @router.get(
     "/{fund_id}",
     response_model=FundOut,
+    operation_id="get_fund",
     summary="Read a fund and its draft",
-    responses={404: _PROBLEM},
+    responses={**problem_responses(404), 304: {"description": "The ETag is still current."}},
 )
-async def get_fund(request: Request, fund_id: str, identity: Identity = Viewer) -> Response:
+async def get_fund(
+    request: Request,
+    fund_id: FundId,
+    if_none_match: IfNoneMatch = None,
+    identity: Identity = Viewer,
+) -> Response:
     """The fund with its current draft spec; ``ETag`` names the draft revision."""
     fund = await db_call(request, funds.get, identity, parse_id(fund_id))
-    inm = request.headers.get("if-none-match")
-    if inm and (inm.strip() == "*" or fund.etag in _if_match_tags(inm)):
+    if if_none_match and (
+        if_none_match.strip() == "*" or fund.etag in if_match_tags(if_none_match)
+    ):
         return Response(status_code=304, headers={"ETag": fund.etag})
     return JSONResponse(fund_json(fund), headers={"ETag": fund.etag})
 
@@ -186,25 +226,24 @@ async def get_fund(request: Request, fund_id: str, identity: Identity = Viewer) 
 @router.put(
     "/{fund_id}/draft",
     response_model=FundOut,
+    operation_id="replace_draft",
     summary="Replace the draft (full replace; If-Match required)",
-    responses={404: _PROBLEM, 412: _PROBLEM, 422: _PROBLEM, 428: _PROBLEM},
-    openapi_extra=_SPEC_BODY,
+    responses=problem_responses(404, 412, 428, body=True),
 )
-async def replace_draft(request: Request, fund_id: str, identity: Identity = Analyst) -> Response:
+async def replace_draft(
+    request: Request,
+    fund_id: FundId,
+    spec: FundBody,
+    if_match: IfMatch,
+    identity: Identity = Analyst,
+) -> Response:
     """Replace the draft with the body as a new revision. ``If-Match`` must carry the current
     ETag (RFC 9110 §13.1.1): missing → 428 ``PRECONDITION_REQUIRED``, stale → 412
     ``PRECONDITION_FAILED``. The response carries the new ETag."""
     fid = parse_id(fund_id)
-    if_match = request.headers.get("if-match")
-    if not if_match or not if_match.strip():
-        raise ProblemError(
-            428,
-            "PRECONDITION_REQUIRED",
-            "Send If-Match with the fund's ETag (from GET /funds/{id}) to replace the draft.",
-        )
-    body = await read_json(request)
+    body = json_body(request)
     updated = await db_call(
-        request, funds.save_draft, identity, fid, body, if_match=_if_match_tags(if_match)
+        request, funds.save_draft, identity, fid, body, if_match=if_match_tags(if_match)
     )
     return JSONResponse(fund_json(updated), headers={"ETag": updated.etag})
 
@@ -212,17 +251,22 @@ async def replace_draft(request: Request, fund_id: str, identity: Identity = Ana
 @router.post(
     "/{fund_id}/publish",
     response_model=PublishOut,
+    operation_id="publish_fund",
     summary="Validate the draft completely and publish it (Idempotency-Key optional)",
-    responses={404: _PROBLEM, 409: _PROBLEM, 412: _PROBLEM, 422: _PROBLEM},
-    openapi_extra=_IDEMPOTENT,
+    responses=problem_responses(400, 404, 409, 412),
 )
-async def publish_fund(request: Request, fund_id: str, identity: Identity = Analyst) -> Response:
+async def publish_fund(
+    request: Request,
+    fund_id: FundId,
+    if_match: OptionalIfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+    identity: Identity = Analyst,
+) -> Response:
     """Publish the current draft. 422 ``VALIDATION_FAILED`` lists every error with its JSON
     Pointer; warnings do not block and come back in the body. An optional ``If-Match``
     makes sure the version published is the one the caller reviewed (412 otherwise)."""
     fid = parse_id(fund_id)
-    if_match = request.headers.get("if-match")
-    tags = _if_match_tags(if_match) if if_match else None
+    tags = if_match_tags(if_match) if if_match else None
 
     def publish(conn: Any) -> Response:  # the publication and the idempotency record
         done = funds.publish(conn, identity, fid, if_match=tags)
@@ -246,13 +290,14 @@ async def publish_fund(request: Request, fund_id: str, identity: Identity = Anal
 @router.get(
     "/{fund_id}/forecast",
     response_model=ForecastOut,
+    operation_id="get_forecast",
     summary="Deterministic quarterly forecast of the published version (or the draft)",
-    responses={404: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM},
+    responses=problem_responses(404, 409),
 )
 async def get_forecast(
     request: Request,
-    fund_id: str,
-    version: Literal["published", "draft"] = Query("published"),
+    fund_id: FundId,
+    version: VersionQuery = "published",
     identity: Identity = Viewer,
 ) -> Response:
     """The forecast of the published version (``?version=draft``: of the current draft, when
@@ -283,41 +328,28 @@ async def get_forecast(
     return JSONResponse(body)
 
 
-def _simulation_request(data: object) -> SimulationRequest:
-    try:
-        return SimulationRequest.model_validate(data, strict=True)
-    except ValidationError as exc:
-        raise ProblemError(
-            422,
-            "VALIDATION_FAILED",
-            "Invalid simulation request; see errors[].",
-            errors=pydantic_field_errors(exc.errors(), drop_location=False),
-        ) from None
-
-
 @router.post(
     "/{fund_id}/simulations",
     status_code=201,
     response_model=SimulationOut,
+    operation_id="create_simulation",
     summary="Run a Monte Carlo simulation of the published version (Idempotency-Key optional)",
     responses={
-        202: {"model": SimulationOut, "description": "Queued as a background job."},
-        404: _PROBLEM,
-        409: _PROBLEM,
-        422: _PROBLEM,
-    },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": SimulationRequest.model_json_schema()}},
+        **problem_responses(404, 409, body=True),
+        201: {"links": _SIMULATION_LINKS},
+        202: {
+            "model": SimulationOut,
+            "description": "Queued as a background job.",
+            "links": _SIMULATION_LINKS,
         },
-        **_IDEMPOTENT,
     },
 )
 async def create_simulation(
     request: Request,
-    fund_id: str,
-    version: Literal["published", "draft"] = Query("published"),
+    fund_id: FundId,
+    params: SimulationRequest,
+    version: VersionQuery = "published",
+    idempotency_key: IdempotencyKey = None,
     identity: Identity = Analyst,
 ) -> Response:
     """Simulate ``runs`` paths (100..5,000,000) with ``seed`` (drawn and reported when
@@ -326,7 +358,6 @@ async def create_simulation(
     ``Location`` of the queued simulation (follow it, or its ``/events``). The stored
     result records engine version, spec version and hash, and seed."""
     fid = parse_id(fund_id)
-    params = _simulation_request(await read_json(request))
     settings = get_settings(request)
     planned = await db_call(
         request,
